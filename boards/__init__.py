@@ -1,0 +1,1 @@
+"""Board definitions (iCEBreaker / iCE40UP5K, ULX3S / ECP5-85F)."""

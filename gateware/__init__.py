@@ -1,0 +1,1 @@
+"""Amaranth gateware of sigfuse: the fusion pipeline and the priority queue."""
