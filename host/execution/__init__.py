@@ -1,0 +1,1 @@
+"""Execution: coordinator, risk engine, venues, market data and the audit journal."""
