@@ -132,11 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = commands.add_parser("doctor", help="check the toolchain and say how to fix what is missing")
     doctor.set_defaults(func=cmd_doctor)
 
-    bench = commands.add_parser("bench", help="run the benchmarks (reference engine, queue)")
-    bench.add_argument("--signals", type=int, default=1_000_000, help="synthetic stream length")
-    bench.add_argument("--queue-ops", type=int, default=1_000_000, help="push+pop operations")
-    bench.add_argument("--seed", type=int, default=1)
-    bench.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    from .bench import build_parser as bench_options
+    bench = commands.add_parser("bench", parents=[bench_options(add_help=False)],
+                                help="run the benchmarks (reference engine, queue)")
     bench.set_defaults(func=cmd_bench)
 
     version = commands.add_parser("version", help="print the version")
