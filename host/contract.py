@@ -36,7 +36,7 @@ __all__ = [
     "PRIORITY_FRAC_BITS", "PRIORITY_MAX", "EDGE_MIN", "EDGE_MAX", "TS_MAX", "SEQ_MODULUS",
     "SOURCE_SLOTS", "Source", "Side", "DropReason", "Field", "SIGNAL_LAYOUT", "DECISION_LAYOUT",
     "FusionParams", "Signal", "Decision", "to_q15", "from_q15", "to_boost", "from_boost",
-    "format_confidence", "reciprocal", "PairTable", "PairTableFull", "Pop", "DecisionEmitted",
+    "format_confidence", "reciprocal", "MaskEntry", "PairTable", "PairTableFull", "Pop", "DecisionEmitted",
     "Popped", "Dropped", "Event", "Result",
 ]
 
@@ -92,7 +92,10 @@ class Source(enum.IntEnum):
 
     @classmethod
     def from_wire(cls, name: str) -> "Source":
+        # Wire names are exact: lower case, as printed.
         try:
+            if name != name.lower():
+                raise KeyError(name)
             return cls[name.upper()]
         except KeyError:
             raise ValueError(f"unknown source {name!r}; expected one of "
@@ -203,15 +206,32 @@ def reciprocal(divisor: int) -> tuple[int, int]:
     """Normalized reciprocal of a positive W_A, as the gateware's table holds it.
 
     Returns ``(mantissa, shift)`` with ``shift = divisor.bit_length()`` and
-    ``mantissa = floor(2**(shift + RECIP_BITS) / divisor)``, so ``2**RECIP_BITS < mantissa <=
-    2**(RECIP_BITS + 1)``.  ``x / divisor`` is then ``(x * mantissa) >> (shift + RECIP_BITS)``,
-    which is how the contract *defines* both divisions by W_A: the result may be one unit below
-    the exact quotient, never above, and every backend computes it the same way.
+    ``mantissa = ceil(2**(shift + RECIP_BITS) / divisor)``, so ``2**RECIP_BITS <= mantissa <=
+    2**(RECIP_BITS + 1)`` (18 bits, or 17 when stored as ``mantissa - 2**RECIP_BITS``).
+
+    ``x / divisor`` is then defined as ``(x * mantissa) >> (shift + RECIP_BITS)``; that is how the
+    contract computes both divisions by W_A, in every backend.  Rounding the mantissa *up* makes
+    the quotient exact whenever the true quotient is a whole number (two votes at confidence
+    1.0 fuse to exactly 1.0), and for 0 <= x <= 2**15 * divisor it is never below the exact
+    floor and less than half a unit above the exact quotient.  For negative x the shift floors,
+    so the result may be one below; it only feeds the ``E > 0`` test, where that cannot matter.
     """
     if divisor <= 0:
         raise ValueError("reciprocal of a non-positive weight sum")
     shift = divisor.bit_length()
-    return (1 << (shift + RECIP_BITS)) // divisor, shift
+    return -(-(1 << (shift + RECIP_BITS)) // divisor), shift
+
+
+class MaskEntry(NamedTuple):
+    """What fusion needs to know about a set A of agreeing sources (a bit mask of slots)."""
+    #: W_A, the sum of the sources' weights (UQ.15).
+    weight_sum: int
+    #: Reciprocal of W_A (see :func:`reciprocal`); (0, 0) when W_A = 0.
+    mantissa: int
+    shift: int
+    #: n, the number of agreeing sources that carry weight -- the boost table's index (1..8).
+    #: A source whose weight is 0 is switched off: its votes are kept but count nowhere.
+    n: int
 
 
 # --- parameters -------------------------------------------------------------------------------
@@ -264,17 +284,24 @@ class FusionParams:
             boost=tuple(to_boost(b, name=f"boost[{i}]") for i, b in enumerate(boost)),
         )
 
-    def reciprocal_table(self) -> tuple[tuple[int, int], ...]:
-        """``(mantissa, shift)`` of 1/W_A for each of the 256 agreeing-source masks.
+    def mask_table(self) -> tuple[MaskEntry, ...]:
+        """:class:`MaskEntry` for each of the 256 agreeing-source masks (index = mask).
 
-        Entry 0 (no agreeing source) and masks whose weights sum to zero are never used by the
-        rules -- a side with a positive weighted sum has a positive W_A -- and hold (0, 0).
+        This is the table the gateware refreshes whenever a weight changes.  Masks whose
+        weights sum to zero are never used by the rules -- a side with a positive weighted sum
+        has a positive W_A -- and hold a zero reciprocal.
         """
         table = []
         for mask in range(1 << SOURCE_SLOTS):
-            total = sum(w for i, w in enumerate(self.weights) if mask >> i & 1)
-            table.append(reciprocal(total) if total else (0, 0))
+            members = [w for i, w in enumerate(self.weights) if mask >> i & 1]
+            total = sum(members)
+            mantissa, shift = reciprocal(total) if total else (0, 0)
+            table.append(MaskEntry(total, mantissa, shift, sum(1 for w in members if w)))
         return tuple(table)
+
+    def reciprocal_table(self) -> tuple[tuple[int, int], ...]:
+        """``(mantissa, shift)`` of 1/W_A for each of the 256 agreeing-source masks."""
+        return tuple((e.mantissa, e.shift) for e in self.mask_table())
 
 
 def _check_range(name: str, value: int, lo: int, hi: int) -> None:

@@ -77,11 +77,7 @@ class FusionEngine:
         self._cooldown = params.cooldown_us
         self._boost = params.boost
         # Per agreeing-source mask: (W_A, reciprocal mantissa, shift, n).
-        info = []
-        for mask, (mantissa, shift) in enumerate(params.reciprocal_table()):
-            total = sum(w for i, w in enumerate(params.weights) if mask >> i & 1)
-            info.append((total, mantissa, shift, bin(mask).count("1")))
-        self._mask_info = info
+        self._mask_info = [tuple(entry) for entry in params.mask_table()]
         weights = self._weights
         for state in self._pairs:
             votes = state.votes

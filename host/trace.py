@@ -19,7 +19,6 @@ everything else as integers or strings.  The formatting is done here, once, for 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from typing import IO, Iterable, Iterator
 
@@ -100,8 +99,9 @@ def parse_event(line: str, line_no: int, pairs: PairTable) -> Event | None:
     if side not in ("buy", "sell"):
         raise TraceInputError(line_no, "side", f"must be 'buy' or 'sell', not {json.dumps(side)}")
     confidence = obj["confidence"]
+    # The range test also rejects NaN and infinities, and never converts a huge int to float.
     if (isinstance(confidence, bool) or not isinstance(confidence, (int, float))
-            or not math.isfinite(confidence) or not 0 <= confidence <= 1):
+            or not 0 <= confidence <= 1):
         raise TraceInputError(line_no, "confidence", f"must be a number within [0, 1], not {json.dumps(confidence)}")
     edge = _integer(obj, "edge_bps", line_no, EDGE_MIN, EDGE_MAX)
     pair = obj["pair"]
@@ -168,13 +168,16 @@ def run_trace(backend: FusionBackend, lines: Iterable[str], out: IO[str], pairs:
     batch: list[Event] = []
 
     def flush() -> None:
-        results = backend.process(batch)
-        summary.events += len(batch)
+        # Take the batch before processing it: if the backend fails, the `finally` below must
+        # not feed the same events again.
+        events = batch[:]
+        batch.clear()
+        results = backend.process(events)
+        summary.events += len(events)
         summary.results += len(results)
         if results:
             out.write("\n".join(format_result(r, pairs) for r in results))
             out.write("\n")
-        batch.clear()
 
     try:
         for event in read_events(lines, pairs):
