@@ -21,12 +21,14 @@ class UserError(Exception):
 
 
 @contextlib.contextmanager
-def _open_in(path: str) -> Iterator[IO[str]]:
+def _open_in(path: str) -> Iterator[IO[bytes]]:
+    # Binary: the trace reader decodes each line itself, so invalid UTF-8 is an error that
+    # names its line instead of an exception from deep inside the file object.
     if path == "-":
-        yield sys.stdin
+        yield getattr(sys.stdin, "buffer", sys.stdin)  # a StringIO stand-in has no buffer
         return
     try:
-        f = open(path, encoding="utf-8")
+        f = open(path, "rb")
     except OSError as error:
         raise UserError(f"cannot read {path}: {error.strerror}") from None
     with f:

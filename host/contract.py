@@ -92,14 +92,13 @@ class Source(enum.IntEnum):
 
     @classmethod
     def from_wire(cls, name: str) -> "Source":
-        # Wire names are exact: lower case, as printed.
-        try:
-            if name != name.lower():
-                raise KeyError(name)
-            return cls[name.upper()]
-        except KeyError:
-            raise ValueError(f"unknown source {name!r}; expected one of "
-                             f"{', '.join(s.wire_name for s in cls)}") from None
+        # Compare with the printed names, never through str.upper(): it maps 'ı' to 'I' and
+        # 'ſ' to 'S', which would let look-alike names through.
+        for source in cls:
+            if source.wire_name == name:
+                return source
+        raise ValueError(f"unknown source {name!r}; expected one of "
+                         f"{', '.join(s.wire_name for s in cls)}")
 
 
 class Side(enum.IntEnum):

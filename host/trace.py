@@ -59,14 +59,22 @@ def _integer(obj: dict, key: str, line_no: int, lo: int, hi: int) -> int:
     return value
 
 
-def parse_event(line: str, line_no: int, pairs: PairTable) -> Event | None:
-    """Parse one input line into an event (None for a blank line)."""
+def parse_event(line: str | bytes, line_no: int, pairs: PairTable) -> Event | None:
+    """Parse one input line (text, or UTF-8 bytes) into an event (None for a blank line)."""
+    if isinstance(line, bytes):
+        try:
+            line = line.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise TraceInputError(line_no, None, f"not valid UTF-8 (byte {error.start + 1})") from None
     if not line.strip():
         return None
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as error:
         raise TraceInputError(line_no, None, f"bad JSON: {error.msg} at column {error.colno}") from None
+    except (ValueError, RecursionError) as error:
+        # e.g. an integer literal longer than Python's int conversion limit, or deep nesting.
+        raise TraceInputError(line_no, None, f"bad JSON: {error}") from None
     if not isinstance(obj, dict):
         raise TraceInputError(line_no, None, "expected a JSON object")
     op = obj.get("op")
@@ -115,7 +123,7 @@ def parse_event(line: str, line_no: int, pairs: PairTable) -> Event | None:
                   to_q15(float(confidence)), edge)
 
 
-def read_events(lines: Iterable[str], pairs: PairTable) -> Iterator[Event]:
+def read_events(lines: Iterable[str | bytes], pairs: PairTable) -> Iterator[Event]:
     """Parse lines lazily; raises :class:`TraceInputError` at the first malformed one."""
     for line_no, line in enumerate(lines, 1):
         event = parse_event(line, line_no, pairs)
@@ -157,7 +165,7 @@ class TraceSummary:
     results: int = 0
 
 
-def run_trace(backend: FusionBackend, lines: Iterable[str], out: IO[str], pairs: PairTable, *,
+def run_trace(backend: FusionBackend, lines: Iterable[str | bytes], out: IO[str], pairs: PairTable, *,
               batch_size: int = 4096) -> TraceSummary:
     """Feed input lines through ``backend`` in batches and write one output line per result.
 
