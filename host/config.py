@@ -114,6 +114,13 @@ class ExecutionConfig(_Section):
         default_factory=lambda: {"medium": 0.75, "high": 0.90},
         description="confidence at which each tier starts")
     venue_orders_per_second: float = Field(20.0, gt=0)
+    order_expiry_ms: int = Field(5_000, ge=1, description="a resting order expires at the venue after this")
+    max_slippage_bps: float = Field(25.0, ge=0, description="limit price offset from the arrival quote")
+    submit_timeout_ms: int = Field(500, ge=1, description="a venue ack slower than this is a timeout")
+    submit_retries: int = Field(3, ge=0, description="resubmissions (same client order id) after a timeout")
+    journal_path: Path = Field(Path("sigfuse-journal.sqlite"), description="SQLite audit journal (WAL)")
+    journal_synchronous: Literal["normal", "full"] = Field(
+        "normal", description="normal survives a process crash; full also survives power loss")
 
 
 class RiskConfig(_Section):
@@ -123,6 +130,8 @@ class RiskConfig(_Section):
     max_gross_exposure: float = Field(250_000.0, gt=0)
     max_orders_per_second: float = Field(100.0, gt=0)
     daily_loss_limit: float = Field(5_000.0, gt=0)
+    reduce_at_loss_fraction: float = Field(
+        0.8, gt=0, le=1, description="daily loss (fraction of the limit) at which only reducing orders pass")
 
 
 class HealthConfig(_Section):
@@ -247,9 +256,12 @@ class ConfigError(Exception):
         super().__init__("\n".join(f"{source}: {p}" for p in problems))
 
 
-def _env_overrides(environ: Mapping[str, str]) -> tuple[dict[str, Any], list[ConfigProblem]]:
+def _env_overrides(environ: Mapping[str, str]) -> tuple[dict[str, Any], list[ConfigProblem],
+                                                      dict[tuple[str, ...], str]]:
+    """Overrides as nested data, problems with their names, and which variable set each key."""
     data: dict[str, Any] = {}
     problems: list[ConfigProblem] = []
+    origins: dict[tuple[str, ...], str] = {}
     for name, raw in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX) or "__" not in name[len(ENV_PREFIX):]:
             continue
@@ -269,7 +281,8 @@ def _env_overrides(environ: Mapping[str, str]) -> tuple[dict[str, Any], list[Con
                 break
         else:
             node[keys[-1]] = value
-    return data, problems
+            origins[tuple(keys)] = name
+    return data, problems, origins
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -282,10 +295,18 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _problems_from(error: ValidationError) -> list[ConfigProblem]:
+def _problems_from(error: ValidationError,
+                   origins: Mapping[tuple[str, ...], str] | None = None) -> list[ConfigProblem]:
     problems = []
     for item in error.errors(include_url=False):
-        path = ".".join(str(p) for p in item["loc"])
+        loc = tuple(str(p) for p in item["loc"])
+        path = ".".join(loc)
+        # Name the environment variable when an override, not the file, set the bad value.
+        for depth in range(len(loc), 0, -1):
+            variable = (origins or {}).get(loc[:depth])
+            if variable:
+                path += f" (from {variable})"
+                break
         message = item["msg"]
         if item["type"] == "extra_forbidden":
             message = "unknown key"
@@ -308,6 +329,8 @@ def load_config(path: str | Path | None = None, *,
             text = Path(path).read_text(encoding="utf-8")
         except OSError as error:
             raise ConfigError(source, [ConfigProblem("", f"cannot read file: {error.strerror}")]) from None
+        except UnicodeDecodeError as error:
+            raise ConfigError(source, [ConfigProblem("", f"not valid UTF-8 (byte {error.start + 1})")]) from None
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as error:
@@ -320,10 +343,10 @@ def load_config(path: str | Path | None = None, *,
         if not isinstance(data, dict):
             raise ConfigError(source, [ConfigProblem("", "the file must hold a mapping of sections",
                                                      data, True)])
-    overrides, problems = _env_overrides(os.environ if environ is None else environ)
+    overrides, problems, origins = _env_overrides(os.environ if environ is None else environ)
     if problems:
         raise ConfigError(source, problems)
     try:
         return SigfuseConfig.model_validate(_merge(data, overrides))
     except ValidationError as error:
-        raise ConfigError(source, _problems_from(error)) from None
+        raise ConfigError(source, _problems_from(error, origins)) from None

@@ -40,7 +40,9 @@ class JsonFormatter(logging.Formatter):
             "component": getattr(record, "component", record.name.removeprefix(_ROOT + ".")),
             "event": getattr(record, "event", record.getMessage()),
         }
-        entry.update(getattr(record, "fields", {}))
+        for key, value in getattr(record, "fields", {}).items():
+            # A field must not overwrite the record's own ts/level/component/event.
+            entry["field_" + key if key in entry else key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=_json_default, separators=(",", ":"))
@@ -118,6 +120,9 @@ def setup_logging(level: str = "info", *, file: str | None = None, max_bytes: in
         use_text = console == "text" or (console == "auto" and stream.isatty())
         handler.setFormatter(ConsoleFormatter() if use_text else JsonFormatter())
         root.addHandler(handler)
+    if not root.handlers:
+        # Without a handler of its own, logging's last-resort handler would print warnings.
+        root.addHandler(logging.NullHandler())
 
 
 def setup_from_config(cfg: Any) -> None:
