@@ -49,14 +49,19 @@ def _open_out(path: str) -> Iterator[IO[str]]:
 
 
 def _load_config(path: str | None):
+    """Load the configuration and set up logging from its ``logging`` section."""
     from .config import load_config
-    return load_config(path)
+    from .log import setup_from_config
+    cfg = load_config(path)
+    setup_from_config(cfg.logging)
+    return cfg
 
 
 # --- commands ---------------------------------------------------------------------------------
 
 def cmd_trace(args: argparse.Namespace) -> int:
     from .engine import open_backend
+    from .log import get_logger
     from .trace import run_trace
     cfg = _load_config(args.config)
     options = {}
@@ -68,8 +73,11 @@ def cmd_trace(args: argparse.Namespace) -> int:
                                pair_slots=cfg.fusion.pair_slots, **options)
     except ValueError as error:
         raise UserError(str(error)) from None
+    log = get_logger("trace")
+    log.debug("trace_start", backend=args.backend, input=args.input)
     with backend, _open_in(args.input) as source, _open_out(args.output) as sink:
-        run_trace(backend, source, sink, pairs, batch_size=args.batch)
+        summary = run_trace(backend, source, sink, pairs, batch_size=args.batch)
+    log.debug("trace_done", events=summary.events, results=summary.results)
     return 0
 
 
