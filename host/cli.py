@@ -147,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
                                 help="run the benchmarks (reference engine, queue)")
     bench.set_defaults(func=cmd_bench)
 
+    from .execution.cli import add_journal_command, add_paper_command
+    add_journal_command(commands)
+    add_paper_command(commands)
+
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(func=cmd_version)
     return parser
