@@ -147,6 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
                                 help="run the benchmarks (reference engine, queue)")
     bench.set_defaults(func=cmd_bench)
 
+    from .build import add_build_command
+    from .flash import add_flash_command
+    add_build_command(commands)
+    add_flash_command(commands)
+
     from .execution.cli import add_journal_command, add_paper_command
     add_journal_command(commands)
     add_paper_command(commands)
