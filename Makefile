@@ -23,13 +23,15 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 venv: $(VENV)/.installed
 
 demo: $(VENV)/.installed
-	$(BIN)/sigfuse trace --in host/data/example_stream.jsonl
+	$(BIN)/sigfuse demo --duration 20
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed
 	$(BIN)/sigfuse bench --json benchmarks/results/reference.json
+	$(BIN)/python benchmarks/execution.py --json benchmarks/results/execution.json
+	$(BIN)/python benchmarks/orchestrator.py --json benchmarks/results/orchestrator.json
 
 doctor: $(VENV)/.installed
 	$(BIN)/sigfuse doctor

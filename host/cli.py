@@ -155,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .execution.cli import add_journal_command, add_paper_command
     add_journal_command(commands)
     add_paper_command(commands)
+    from .orchestrator.cli import add_demo_command, add_run_command
+    add_run_command(commands)
+    add_demo_command(commands)
 
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(func=cmd_version)

@@ -22,6 +22,7 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator,
                       model_validator)
 
+from .orchestrator.settings import OrchestratorConfig, SourcesConfig
 from .contract import (BOOST_MAX, BOOST_ONE, DEFAULT_BOOST, DEFAULT_WEIGHTS, DURATION_MAX,
                        PAIR_SLOTS_MAX, SOURCE_SLOTS, FusionParams, PairTable, Source)
 
@@ -144,6 +145,11 @@ class HealthConfig(_Section):
     prediction_horizon_s: float = Field(30.0, gt=0)
     restart_backoff_s: list[float] = Field(default_factory=lambda: [0.5, 1.0, 2.0, 5.0, 10.0])
     webhook_url: SecretStr | None = Field(None, description="alerts are POSTed here when set")
+    window: int = Field(50, ge=1, description="recent outcomes the error rate is computed over")
+    latency_budget_ms: float = Field(50.0, gt=0, description="default latency budget of a component")
+    error_rate_warn: float = Field(0.2, gt=0, le=1, description="error rate the trend alert watches for")
+    error_rate_critical: float = Field(0.5, gt=0, le=1, description="error rate at which the error score is 0")
+    prediction_samples: int = Field(20, ge=3, description="readings the trend line is fitted to")
 
 
 class OptimizerConfig(_Section):
@@ -153,6 +159,13 @@ class OptimizerConfig(_Section):
     memory_warn_percent: float = Field(75.0, gt=0, le=100)
     latency_warn_ms: float = Field(100.0, gt=0)
     hysteresis_cycles: int = Field(3, ge=1, description="consecutive readings before acting or reverting")
+    release_fraction: float = Field(0.85, gt=0, lt=1, description="pressure is gone below this x the warn level")
+    cpu_scope: Literal["system", "process"] = Field(
+        "system", description="system: whole-machine CPU; process: this process's share of all cores")
+    reduced_concurrency_fraction: float = Field(0.5, gt=0, lt=1, description="task reduction: in-flight orders x this")
+    reduced_poll_fraction: float = Field(0.5, gt=0, lt=1, description="polling adjustment: source rates x this")
+    batched_journal_window_ms: float = Field(10.0, gt=0, description="journal group-commit window while batching")
+    performance_batch_cycles: int = Field(4, ge=2, description="loop cycles coalesced into one fusion batch")
 
 
 class LinkConfig(_Section):
@@ -190,6 +203,10 @@ class DemoConfig(_Section):
     pairs: int = Field(10, ge=1, le=PAIR_SLOTS_MAX)
     seed: int = 1
     backend: Literal["auto", "software", "sim", "board"] = "auto"
+    out_dir: Path | None = Field(None, description="where summary, journal and report go (default runs/<timestamp>)")
+    dashboard: Literal["auto", "live", "plain"] = Field(
+        "auto", description="auto: the live dashboard on a terminal, plain periodic lines otherwise")
+    status_interval_s: float = Field(5.0, gt=0, description="seconds between plain status lines")
 
 
 class SigfuseConfig(_Section):
@@ -205,6 +222,8 @@ class SigfuseConfig(_Section):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     demo: DemoConfig = Field(default_factory=DemoConfig)
+    orchestrator: OrchestratorConfig = Field(default_factory=OrchestratorConfig)
+    sources: SourcesConfig = Field(default_factory=SourcesConfig)
 
     def redacted(self) -> dict[str, Any]:
         """The effective configuration as plain data, secrets shown as ``***``."""
