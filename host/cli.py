@@ -71,7 +71,9 @@ def cmd_trace(args: argparse.Namespace) -> int:
     try:
         backend = open_backend(args.backend, cfg.fusion.params(), capacity=cfg.queue.capacity,
                                pair_slots=cfg.fusion.pair_slots, **options)
-    except ValueError as error:
+    except (ValueError, RuntimeError) as error:
+        # ValueError: a bad backend name or build parameter; RuntimeError: a simulator that
+        # could not be built or started (VerilatorBuildError and the like).
         raise UserError(str(error)) from None
     log = get_logger("trace")
     log.debug("trace_start", backend=args.backend, input=args.input)
