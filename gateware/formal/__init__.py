@@ -1,0 +1,1 @@
+"""Formal verification harnesses (SymbiYosys) for the gateware."""
