@@ -149,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 help="run the benchmarks (reference engine, queue)")
     bench.set_defaults(func=cmd_bench)
 
+    from .regexport import add_regs_command
+    add_regs_command(commands)
     from .build import add_build_command
     from .flash import add_flash_command
     add_build_command(commands)
