@@ -14,7 +14,7 @@ import pytest
 
 from sigfuse import toolchain
 from sigfuse.toolchain import (VERILATOR_MIN, apply_simulator_env, find_verilator, scripts_dir,
-                               simulator_env, which_tool, yowasp_env)
+                               simulator_env, verilator_make_fixes, which_tool, yowasp_env)
 
 
 def wheel_root() -> Path:
@@ -57,7 +57,12 @@ def test_simulator_env_defaults_to_a_copy_of_os_environ() -> None:
     env = simulator_env()
     assert env["PATH"].split(os.pathsep)[0] == str(wheel_root() / "bin")
     assert dict(os.environ) == before
-    assert all(env[k] == v for k, v in before.items() if k not in ("PATH", "VERILATOR_ROOT"))
+    assert all(env[k] == v for k, v in before.items()
+               if k not in ("PATH", "VERILATOR_ROOT", "MAKEFLAGS"))
+    # MAKEFLAGS (set by make itself under `make test`) is kept and only extended by the
+    # repairs of the wheel's verilated.mk.
+    assert env.get("MAKEFLAGS", "").startswith(before.get("MAKEFLAGS", ""))
+    assert set(verilator_make_fixes()) <= set(env.get("MAKEFLAGS", "").split())
 
 
 def test_verilator_runs_with_the_simulator_env(tmp_path: Path) -> None:
