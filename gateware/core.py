@@ -1,0 +1,148 @@
+"""The product core: link + register file + fusion pipeline + priority queue.
+
+:class:`SigfuseCore` is what a board (or the virtual board) runs.  It makes exactly the
+connections documented in :mod:`.link` between :class:`~.link.LinkCore`,
+:class:`~.fusion.FusionPipeline` and :class:`~.queue.PriorityQueue`.
+
+With ``divisor`` set, the core has the board interface of :data:`sigfuse.boards.common.CORE_SIGNATURE`
+(``uart_rx``, ``uart_tx``, ``link_error``); with ``divisor=None`` the UART PHY is left out and
+the core exposes byte streams ``rx_bytes`` / ``tx_bytes`` instead -- the virtual board bridges
+those to a TCP socket, the way LiteX's ``serial2tcp`` bridges its simulated serial PHY.
+
+:func:`build_id` names a design: a 32-bit hash of the gateware and contract sources and the
+build parameters, computed before elaboration so it can be a register of the design it names.
+The host computes the same number for the board it expects (:func:`expected_build_id`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+
+from amaranth.hdl import Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..contract import DropReason, FusionParams
+from .fusion import FusionPipeline
+from .link import LinkCore
+from .queue import PriorityQueue
+
+__all__ = ["CoreParameters", "BOARD_PARAMETERS", "SigfuseCore", "build_id", "core_parameters",
+           "product_core"]
+
+
+@dataclass(frozen=True)
+class CoreParameters:
+    """The build parameters of a product core (everything the build ID covers besides sources)."""
+    pair_slots: int
+    queue_capacity: int
+    clk_hz: int
+    #: Clocks per UART bit; 0 for a byte-stream link (virtual board, other PHYs).
+    uart_divisor: int
+    ram_style: str | None = None
+
+
+#: Per-board product builds: pair slots and queue capacity (issue 3's build parameters).
+BOARD_PARAMETERS: dict[str, tuple[int, int]] = {
+    "icebreaker": (16, 32),
+    "ulx3s": (64, 256),
+}
+
+
+def _source_digest() -> bytes:
+    """SHA-256 over the sources that define the design's behaviour."""
+    digest = hashlib.sha256()
+    gateware = resources.files(__package__)
+    host = resources.files("sigfuse")
+    files = sorted((f for f in gateware.iterdir() if f.name.endswith(".py")), key=lambda f: f.name)
+    files += [host / "contract.py", host / "protocol.py", host / "regmap.py"]
+    for f in files:
+        digest.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+    return digest.digest()
+
+
+def build_id(parameters: CoreParameters) -> int:
+    """The 32-bit build ID of a product core with ``parameters`` built from these sources."""
+    digest = hashlib.sha256(_source_digest())
+    digest.update(repr((parameters.pair_slots, parameters.queue_capacity, parameters.clk_hz,
+                        parameters.uart_divisor, parameters.ram_style)).encode())
+    return int.from_bytes(digest.digest()[:4], "little")
+
+
+class SigfuseCore(wiring.Component):
+    """Link, register file, fusion pipeline and priority queue, connected.
+
+    :param parameters: see :class:`CoreParameters`; ``uart_divisor == 0`` means byte streams.
+    :param params: reset values of the fusion registers.
+    """
+
+    def __init__(self, parameters: CoreParameters, *, params: FusionParams | None = None) -> None:
+        self.parameters = parameters
+        self.reset_params = params or FusionParams()
+        self.build_id = build_id(parameters)
+        members: dict = {"link_error": Out(1)}
+        if parameters.uart_divisor:
+            members["uart_rx"] = In(1, init=1)
+            members["uart_tx"] = Out(1, init=1)
+        else:
+            members["rx_bytes"] = In(stream.Signature(8))
+            members["tx_bytes"] = Out(stream.Signature(8))
+        super().__init__(members)
+
+    def elaborate(self, platform) -> Module:
+        p = self.parameters
+        m = Module()
+        m.submodules.link = link = LinkCore(
+            divisor=p.uart_divisor or None, pair_slots=p.pair_slots,
+            queue_capacity=p.queue_capacity, clk_hz=p.clk_hz, build_id=self.build_id,
+            params=self.reset_params)
+        m.submodules.fusion = pipeline = FusionPipeline(p.pair_slots, params=self.reset_params,
+                                                        ram_style=p.ram_style)
+        m.submodules.queue = q = PriorityQueue(p.queue_capacity)
+
+        wiring.connect(m, link.signals, pipeline.signals)
+        wiring.connect(m, link.config, pipeline.config)
+        wiring.connect(m, pipeline.decisions, q.push)      # the queue's push is always ready
+        wiring.connect(m, link.pop, q.pop)
+        wiring.connect(m, q.popped, link.popped)
+        events = link.datapath_events
+        m.d.comb += [
+            link.decisions.valid.eq(pipeline.decisions.valid & q.push.ready),
+            link.decisions.payload.eq(pipeline.decisions.payload),
+            link.stale.valid.eq(pipeline.stale.valid),
+            link.stale.payload.eq(pipeline.stale.payload),
+            link.drops.valid.eq(q.drop.valid),
+            link.drops.payload.eq(q.drop.payload),
+            link.gauges.queue_occupancy.eq(q.occupancy),
+            link.gauges.queue_high_water.eq(q.high_water),
+            events.signals_in.eq(pipeline.signals.valid & pipeline.signals.ready),
+            events.stale_drops.eq(pipeline.stale.valid),
+            events.decisions_out.eq(pipeline.decisions.valid & pipeline.decisions.ready),
+            events.queue_pushes.eq(q.push.valid & q.push.ready),
+            events.queue_pops.eq(q.pop.valid & q.pop.ready),
+            events.queue_evicted.eq(q.drop.valid & (q.drop.payload.reason == DropReason.EVICTED)),
+            events.queue_rejected.eq(q.drop.valid & (q.drop.payload.reason == DropReason.REJECTED)),
+            self.link_error.eq(link.link_error),
+        ]
+        if p.uart_divisor:
+            m.d.comb += [link.rx.eq(self.uart_rx), self.uart_tx.eq(link.tx)]
+        else:
+            wiring.connect(m, wiring.flipped(self.rx_bytes), link.rx_bytes)
+            wiring.connect(m, link.tx_bytes, wiring.flipped(self.tx_bytes))
+        return m
+
+
+def core_parameters(board: str, clock_hz: int, uart_baud: int | None) -> CoreParameters:
+    """The product core's parameters for ``board`` (``uart_baud=None``: byte-stream link)."""
+    from ..boards.common import uart_divisor
+    pair_slots, capacity = BOARD_PARAMETERS[board]
+    divisor = uart_divisor(clock_hz, uart_baud) if uart_baud else 0
+    return CoreParameters(pair_slots=pair_slots, queue_capacity=capacity, clk_hz=clock_hz,
+                          uart_divisor=divisor)
+
+
+def product_core(context) -> SigfuseCore:
+    """Core factory for :class:`sigfuse.boards.common.BoardTop` (``sigfuse build --top``)."""
+    return SigfuseCore(core_parameters(context.board, context.clock_hz, context.uart_baud))
