@@ -138,10 +138,13 @@ class FusionDatapath(wiring.Component):
     :param params: reset value of the parameter registers.
     :param result_depth: entries of the result FIFO; ``RECORD_LATENCY + 2`` or more keeps one
         command per clock when ``results`` is always ready.
+    :param ram_style: the fusion pipeline's vote-board RAM (see
+        :class:`~sigfuse.gateware.fusion.FusionPipeline`).
     """
 
     def __init__(self, pair_slots: int = 64, capacity: int = 256, *,
-                 params: FusionParams | None = None, result_depth: int = 16) -> None:
+                 params: FusionParams | None = None, result_depth: int = 16,
+                 ram_style: str | None = None) -> None:
         check_build_parameters(pair_slots, capacity)
         if result_depth < 2:
             raise ValueError(f"result_depth must be at least 2, not {result_depth}")
@@ -149,6 +152,7 @@ class FusionDatapath(wiring.Component):
         self.capacity = capacity
         self.params = params or FusionParams()
         self.result_depth = result_depth
+        self.ram_style = ram_style
         super().__init__({
             "commands": In(stream.Signature(CommandLayout)),
             "results": Out(stream.Signature(ResultLayout)),
@@ -162,7 +166,8 @@ class FusionDatapath(wiring.Component):
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        m.submodules.fusion = fusion = FusionPipeline(self.pair_slots, params=self.params)
+        m.submodules.fusion = fusion = FusionPipeline(self.pair_slots, params=self.params,
+                                                        ram_style=self.ram_style)
         m.submodules.queue = queue = PriorityQueue(self.capacity)
         m.submodules.result_fifo = fifo = SyncFIFO(width=ResultLayout.size,
                                                     depth=self.result_depth)

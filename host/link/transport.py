@@ -20,11 +20,14 @@ from ..protocol import Result
 __all__ = ["LinkError", "LinkTimeout", "DeviceGone", "LinkCounters", "Transport"]
 
 
-class LinkError(Exception):
-    """The board did not answer as the protocol says it must (after any retries)."""
+class LinkError(ConnectionError):
+    """The board did not answer as the protocol says it must (after any retries).
+
+    A ``ConnectionError``, so code that guards a primary backend against a dead link (the
+    orchestrator's failover) catches every transport's failures the same way."""
 
 
-class LinkTimeout(LinkError):
+class LinkTimeout(LinkError, TimeoutError):
     """No terminal answer within the timeout, after every retry."""
 
 
