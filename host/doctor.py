@@ -7,7 +7,6 @@ make the exit status 1 when missing; optional ones (a board programmer, Icarus) 
 from __future__ import annotations
 
 import importlib.metadata
-import importlib.util
 import shutil
 import sys
 from dataclasses import dataclass
@@ -60,10 +59,14 @@ def _verilator() -> Check:
 
 
 def _native_codec() -> Check:
-    spec = importlib.util.find_spec("sigfuse._linkcodec")
-    detail = "built (C codec active)" if spec else "not built (pure-Python codec in use)"
-    return Check("native link codec", spec is not None, detail,
-                 "pip install -e .  with a C compiler present (cffi builds it)", required=False)
+    fix = "pip install -e .  with a C compiler present (cffi builds it)"
+    try:
+        from . import codec
+    except Exception as error:  # noqa: BLE001 - SIGFUSE_CODEC=native without the extension
+        return Check("link codec", False, str(error), fix, required=False)
+    built = "built" if codec.native_available() else "not built"
+    detail = f"{codec.active()} active: {codec.reason()} (native codec {built})"
+    return Check("link codec", codec.native_available(), detail, fix, required=False)
 
 
 def run_checks() -> list[Check]:
