@@ -67,18 +67,25 @@ def cmd_trace(args: argparse.Namespace) -> int:
     options = {}
     if args.url:
         options["url"] = args.url
+    elif args.backend == "board" and cfg.link.url:
+        options["url"] = cfg.link.url
     pairs = cfg.fusion.pair_table()
     try:
         backend = open_backend(args.backend, cfg.fusion.params(), capacity=cfg.queue.capacity,
                                pair_slots=cfg.fusion.pair_slots, **options)
-    except (ValueError, RuntimeError) as error:
+    except (ValueError, RuntimeError, ConnectionError) as error:
         # ValueError: a bad backend name or build parameter; RuntimeError: a simulator that
-        # could not be built or started (VerilatorBuildError and the like).
+        # could not be built or started (VerilatorBuildError and the like); ConnectionError: a
+        # board that is missing or answers wrongly (sigfuse.link.LinkError).
         raise UserError(str(error)) from None
     log = get_logger("trace")
     log.debug("trace_start", backend=args.backend, input=args.input)
     with backend, _open_in(args.input) as source, _open_out(args.output) as sink:
-        summary = run_trace(backend, source, sink, pairs, batch_size=args.batch)
+        try:
+            summary = run_trace(backend, source, sink, pairs, batch_size=args.batch)
+        except (RuntimeError, ConnectionError) as error:
+            # A board that failed mid-trace (LinkError) or a stream it cannot run.
+            raise UserError(str(error)) from None
     log.debug("trace_done", events=summary.events, results=summary.results)
     return 0
 
@@ -155,6 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .flash import add_flash_command
     add_build_command(commands)
     add_flash_command(commands)
+    from .sim.cli import add_sim_command
+    add_sim_command(commands)
+    from .link.cli import add_board_command
+    add_board_command(commands)
 
     from .execution.cli import add_journal_command, add_paper_command
     add_journal_command(commands)

@@ -73,7 +73,7 @@ def open_backend(name: str, params: FusionParams, *, capacity: int, pair_slots: 
 def _load_optional_backends() -> None:
     """Import the modules of backends that need extra toolchains, if they are present."""
     import importlib
-    for module in ("sigfuse.gateware.backends",):
+    for module in ("sigfuse.gateware.backends", "sigfuse.link.backend"):
         try:
             importlib.import_module(module)
         except ImportError:

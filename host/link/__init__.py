@@ -7,6 +7,12 @@ reads and writes, signal pushes, pops, a stats snapshot) with implementations ov
 in-process Amaranth simulation.  :class:`~.board.Board` is the API a user holds.
 """
 
+import logging
+
 from .transport import LinkCounters, LinkError, LinkTimeout, DeviceGone, Transport
 
 __all__ = ["LinkCounters", "LinkError", "LinkTimeout", "DeviceGone", "Transport"]
+
+# Library practice: warnings about retransmissions and lost frames go wherever the application
+# sends its logs (sigfuse.log), never to stderr by default.
+logging.getLogger(__name__).addHandler(logging.NullHandler())

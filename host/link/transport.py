@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from ..contract import Signal
+from ..contract import Pop, Signal
 from ..protocol import Result
 
 __all__ = ["LinkError", "LinkTimeout", "DeviceGone", "LinkCounters", "Transport"]
@@ -82,6 +82,28 @@ class Transport(ABC):
     @abstractmethod
     def pop(self, count: int = 1) -> list[Result]:
         """Pop ``count`` decisions; one POPPED or POPPED_EMPTY result per pop, in order."""
+
+    def execute(self, events: Sequence[Signal | Pop]) -> list[Result]:
+        """Run signals and pops in their order; every result, in order.
+
+        The default splits ``events`` into runs of signals and runs of pops; a transport that
+        can keep commands of both kinds in flight together (the UART one) overrides it.
+        """
+        results: list[Result] = []
+        start = 0
+        while start < len(events):
+            kind = type(events[start])
+            end = start
+            while end < len(events) and type(events[end]) is kind:
+                end += 1
+            if kind is Signal:
+                results.extend(self.push_signals(events[start:end]))
+            elif kind is Pop:
+                results.extend(self.pop(end - start))
+            else:
+                raise TypeError(f"not an event: {events[start]!r}")
+            start = end
+        return results
 
     @abstractmethod
     def stats(self) -> dict[int, int]:
