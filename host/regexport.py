@@ -8,6 +8,7 @@
 ``DIR/regs.csv``                   the same, one register a line
 ``DIR/include/sigfuse_regs.h``     register addresses, widths, resets, maxima, a name table
 ``DIR/include/sigfuse_link.h``     frame types, error codes, sizes, CRC, record field positions
+``DIR/include/sigfuse_bar.h``      the PCIe BAR layout (:mod:`sigfuse.bar`)
 =================================  ==========================================================
 
 ``DIR`` defaults to ``firmware``.  The files are committed; a test regenerates them and fails on
@@ -224,7 +225,13 @@ def outputs() -> dict[str, str]:
         "regs.csv": render_csv(),
         "include/sigfuse_regs.h": render_regs_header(),
         "include/sigfuse_link.h": render_link_header(),
+        "include/sigfuse_bar.h": _render_bar_header(),
     }
+
+
+def _render_bar_header() -> str:
+    from .bar import render_c_header
+    return render_c_header()
 
 
 def export(out_dir: Path) -> list[Path]:
