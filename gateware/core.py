@@ -29,8 +29,8 @@ from .fusion import FusionPipeline
 from .link import LinkCore
 from .queue import PriorityQueue
 
-__all__ = ["CoreParameters", "BOARD_PARAMETERS", "SigfuseCore", "build_id", "core_parameters",
-           "product_core"]
+__all__ = ["CoreParameters", "BOARD_PARAMETERS", "DESIGN_SOURCES", "source_digest", "SigfuseCore",
+           "build_id", "core_parameters", "product_core"]
 
 
 @dataclass(frozen=True)
@@ -51,21 +51,29 @@ BOARD_PARAMETERS: dict[str, tuple[int, int]] = {
 }
 
 
-def _source_digest() -> bytes:
-    """SHA-256 over the sources that define the design's behaviour."""
+#: The sources the product core is made of: its gateware modules and the contract modules they
+#: derive from.  Only these name the design -- a new, unrelated gateware module (or a test) does
+#: not change any board's build ID.  ``tests/boards`` checks that the list covers every module
+#: the core imports.
+DESIGN_SOURCES: tuple[tuple[str, str], ...] = tuple(
+    [(__package__, f"{name}.py") for name in (
+        "core", "link", "uart", "cobs", "framing", "dispatcher", "regfile", "fusion",
+        "fusion_params", "queue", "layouts")]
+    + [("sigfuse", f"{name}.py") for name in ("contract", "protocol", "regmap")])
+
+
+def source_digest(extra: tuple[str, ...] = ()) -> bytes:
+    """SHA-256 over the sources that define the design's behaviour (:data:`DESIGN_SOURCES`,
+    plus the gateware modules named in ``extra`` for another top, e.g. the PCIe core)."""
     digest = hashlib.sha256()
-    gateware = resources.files(__package__)
-    host = resources.files("sigfuse")
-    files = sorted((f for f in gateware.iterdir() if f.name.endswith(".py")), key=lambda f: f.name)
-    files += [host / "contract.py", host / "protocol.py", host / "regmap.py"]
-    for f in files:
-        digest.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+    for package, name in DESIGN_SOURCES + tuple((__package__, f"{n}.py") for n in extra):
+        digest.update(name.encode() + b"\0" + (resources.files(package) / name).read_bytes() + b"\0")
     return digest.digest()
 
 
 def build_id(parameters: CoreParameters) -> int:
     """The 32-bit build ID of a product core with ``parameters`` built from these sources."""
-    digest = hashlib.sha256(_source_digest())
+    digest = hashlib.sha256(source_digest())
     digest.update(repr((parameters.pair_slots, parameters.queue_capacity, parameters.clk_hz,
                         parameters.uart_divisor, parameters.ram_style)).encode())
     return int.from_bytes(digest.digest()[:4], "little")

@@ -70,8 +70,8 @@ PCIE_CLK_HZ = 125_000_000
 def pcie_build_id(pair_slots: int, capacity: int, clk_hz: int = PCIE_CLK_HZ) -> int:
     """The 32-bit build ID of a :class:`PcieCore` with these parameters built from these sources
     (the product core's source digest, and ``pcie`` with the parameters)."""
-    from .core import _source_digest
-    digest = hashlib.sha256(_source_digest())
+    from .core import source_digest
+    digest = hashlib.sha256(source_digest(("pcie", "datapath")))
     digest.update(repr(("pcie", pair_slots, capacity, clk_hz)).encode())
     return int.from_bytes(digest.digest()[:4], "little")
 
