@@ -11,12 +11,15 @@ PYTEST_ARGS ?=
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Reinstall when the package metadata changes.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+# Reinstall when the package metadata or the native link codec's sources change (the editable
+# install compiles firmware/src into sigfuse._linkcodec; see setup.py).
+INSTALL_DEPS := pyproject.toml setup.py host/_native_build.py $(wildcard firmware/src/*.c firmware/include/*.h)
+
+$(VENV)/.installed: $(INSTALL_DEPS) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-dev: $(INSTALL_DEPS) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@ $(VENV)/.installed
 
