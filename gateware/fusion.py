@@ -39,7 +39,7 @@ high; :func:`refresh_clocks` gives the length of the stall).
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, ResetSignal, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
@@ -351,10 +351,31 @@ class FusionPipeline(wiring.Component):
         # Every signal in S1..S5 may still write one decision, at most one per clock; reads only
         # free space, so this bound keeps the FIFO from overflowing.
         fifo_room = (out_fifo.level + in_flight) < self.output_depth
+        # --- re-initialization after a reset ----------------------------------------------
+        # Memories keep their contents through ``rst``; only configuration loads their initial
+        # values.  A reset after the first one (a board's PLL losing lock, a reset from the
+        # host) would otherwise leave live votes, cooldown state and a mask table computed for
+        # weights no longer in force.  ``ran`` and ``reinit`` are reset-less so they see the
+        # reset: once the domain has run, a reset sets ``reinit``, and after its release the
+        # pipeline clears both boards row by row, then recomputes the mask table from the
+        # reset weights, before it takes a signal or a parameter set -- the state of a freshly
+        # configured FPGA.  The reset that ends configuration clears nothing (``ran`` is low).
+        ran = Signal(reset_less=True)
+        reinit = Signal(reset_less=True)
+        clear_addr = Signal(range(self.pair_slots))
+        m.d.sync += ran.eq(ran | ~ResetSignal())
+        with m.If(ResetSignal() & ran):
+            m.d.sync += reinit.eq(1)
+        with m.Elif(reinit):
+            m.d.sync += clear_addr.eq(clear_addr + 1)
+            with m.If(clear_addr == self.pair_slots - 1):
+                m.d.sync += reinit.eq(0)
+        clearing = reinit & ~ResetSignal()
+
         m.d.comb += [
-            self.refreshing.eq(refresh.busy),
-            self.signals.ready.eq(fifo_room & ~self.config.valid & ~refresh.busy),
-            self.config.ready.eq(pipeline_empty & ~refresh.busy),
+            self.refreshing.eq(refresh.busy | reinit),
+            self.signals.ready.eq(fifo_room & ~self.config.valid & ~refresh.busy & ~reinit),
+            self.config.ready.eq(pipeline_empty & ~refresh.busy & ~reinit),
         ]
         accept = self.signals.valid & self.signals.ready
 
@@ -364,6 +385,8 @@ class FusionPipeline(wiring.Component):
             # already sees the new weights; unchanged weights need no refresh.
             new_weights = self.config.payload.weights.as_value()
             m.d.comb += refresh.start.eq(new_weights != weights.as_value())
+        with m.If(clearing & (clear_addr == self.pair_slots - 1)):
+            m.d.comb += refresh.start.eq(1)
 
         # --- S0: rule 1, horizon, row read ---------------------------------------------------
         incoming = self.signals.payload
@@ -399,9 +422,9 @@ class FusionPipeline(wiring.Component):
             m.d.comb += new_row[i].eq(Mux(s1.source == i, new_vote, old_row[i]))
         s1_write = s1_valid & ~s1_stale
         m.d.comb += [
-            vote_wr.addr.eq(s1.pair[:addr_bits]),
-            vote_wr.data.eq(new_row),
-            vote_wr.en.eq(s1_write),
+            vote_wr.addr.eq(Mux(clearing, clear_addr, s1.pair[:addr_bits])),
+            vote_wr.data.eq(Mux(clearing, 0, new_row.as_value())),
+            vote_wr.en.eq(s1_write | clearing),
             self.stale.valid.eq(s1_valid & s1_stale),
             self.stale.payload.eq(s1),
         ]
@@ -505,9 +528,9 @@ class FusionPipeline(wiring.Component):
                 new_state.last_emit_ts.eq(s5.ts_us),
             ]
         m.d.comb += [
-            emit_wr.addr.eq(s5.pair[:addr_bits]),
-            emit_wr.data.eq(new_state),
-            emit_wr.en.eq(s5_valid),
+            emit_wr.addr.eq(Mux(clearing, clear_addr, s5.pair[:addr_bits])),
+            emit_wr.data.eq(Mux(clearing, 0, new_state.as_value())),
+            emit_wr.en.eq(s5_valid | clearing),
         ]
         with m.If(s5_valid):
             m.d.sync += state_out.eq(new_state)

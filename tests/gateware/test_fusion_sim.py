@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass, field
 
 import pytest
-from amaranth.sim import Simulator
+from amaranth.sim import DomainReset, Simulator
 
 from sigfuse.contract import (BOOST_MAX, CONF_ONE, DECISION_LAYOUT, DURATION_MAX, EDGE_MAX,
                               EDGE_MIN, SIGNAL_LAYOUT, SOURCE_SLOTS, TS_MAX, Decision,
@@ -509,3 +509,88 @@ def test_mask_table_refresh_matches_contract() -> None:
             sim.run()
             assert [written[mask] for mask in range(256)] == want, (steps, weights)
             assert clocks[0] == refresh_clocks(steps), (clocks[0], refresh_clocks(steps))
+
+
+def test_reset_after_running_restores_the_power_on_state() -> None:
+    """A reset after the pipeline has run (a board's PLL losing lock) clears the vote board and
+    the emission state and recomputes the mask table from the reset weights: afterwards the
+    pipeline answers a stream exactly like a freshly configured one, and ``refreshing`` covers
+    the whole re-initialization.  The reset that ends configuration re-initializes nothing."""
+    rng = random.Random(7)
+    initial = FusionParams()
+    other = FusionParams(weights=(0x1000, CONF_ONE, CONF_ONE, 0x2000, 0x800, 0, 0, 0),
+                         quorum=0, min_confidence=0, cooldown_us=0)
+    before = random_stimulus(rng, 300, phases=1)
+    after = random_stimulus(random.Random(8), 300, phases=1)
+    dut = FusionPipeline(PAIR_SLOTS, params=initial)
+    outputs: dict[str, list] = {"before": [], "after": []}
+    reinit_clocks: list[int] = []
+
+    async def run_stream(ctx, events, sink) -> None:
+        ctx.set(dut.decisions.ready, 1)
+        pending = [e[1] for e in events if not isinstance(e, FusionParams)]
+        for signal in pending:
+            ctx.set(dut.signals.payload.as_value(), pack(SIGNAL_LAYOUT, signal))
+            ctx.set(dut.signals.valid, 1)
+            while True:
+                _, _, ready, d_valid, d_payload = await ctx.tick().sample(
+                    dut.signals.ready, dut.decisions.valid, dut.decisions.payload.as_value())
+                if d_valid:
+                    sink.append(_decision(d_payload))
+                if ready:
+                    break
+        ctx.set(dut.signals.valid, 0)
+        for _ in range(LATENCY + 4):
+            _, _, d_valid, d_payload = await ctx.tick().sample(
+                dut.decisions.valid, dut.decisions.payload.as_value())
+            if d_valid:
+                sink.append(_decision(d_payload))
+
+    async def bench(ctx) -> None:
+        # Out of the configuration-time state: nothing to re-initialize.
+        await ctx.tick().repeat(3)
+        assert not ctx.get(dut.refreshing)
+        await run_stream(ctx, before.events, outputs["before"])
+        # Change the weights (mask table refresh), then reset.
+        ctx.set(dut.config.payload, config_const(other))
+        ctx.set(dut.config.valid, 1)
+        await ctx.tick().until(dut.config.ready)
+        ctx.set(dut.config.valid, 0)
+        await ctx.tick().until(~dut.refreshing)
+        ctx.set(reset, 1)
+        for _ in range(3):
+            try:
+                await ctx.tick()
+            except DomainReset:     # a tick of a domain in reset says so
+                pass
+        ctx.set(reset, 0)
+        clocks = 0
+        while True:
+            _, _, refreshing, ready = await ctx.tick().sample(dut.refreshing, dut.signals.ready)
+            clocks += 1
+            assert not (refreshing and ready)
+            if not refreshing:
+                break
+        reinit_clocks.append(clocks)
+        assert ctx.get(dut.params.as_value()) == config_const(initial).as_value().value
+        await run_stream(ctx, after.events, outputs["after"])
+
+    from amaranth.hdl import ClockDomain, Module
+    top = Module()
+    top.domains.sync = domain = ClockDomain()
+    top.submodules.dut = dut
+    reset = domain.rst
+    sim = Simulator(top)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+
+    fresh_before = FusionEngine(initial, pair_slots=PAIR_SLOTS)
+    want_before = [d for d in (fresh_before.fuse(s) for s in before.signals()) if isinstance(d, Decision)]
+    fresh = FusionEngine(initial, pair_slots=PAIR_SLOTS)
+    want_after = [d for d in (fresh.fuse(s) for s in after.signals()) if isinstance(d, Decision)]
+    assert outputs["before"] == want_before
+    assert want_after, "the stream after the reset must produce decisions"
+    assert outputs["after"] == want_after
+    # Clearing PAIR_SLOTS rows, then the mask table refresh from the reset weights.
+    assert PAIR_SLOTS + refresh_clocks() <= reinit_clocks[0] <= PAIR_SLOTS + refresh_clocks() + 4
