@@ -147,11 +147,13 @@ class BoardTop(Elaboratable):
 
     :param board: the board this top is built for.
     :param core_factory: makes the core for this board (see :data:`CORE_SIGNATURE`).
+    :param sync_hz: the ``sync`` frequency to ask the PLL for (default ``board.sync_hz``).
     """
 
-    def __init__(self, board: BoardSpec, core_factory: CoreFactory) -> None:
+    def __init__(self, board: BoardSpec, core_factory: CoreFactory, *,
+                 sync_hz: int | None = None) -> None:
         self.board = board
-        self.clocking = board.clock_generator(board.sync_hz)
+        self.clocking = board.clock_generator(sync_hz or board.sync_hz)
         self.context = CoreContext(board=board.name, clock_hz=self.clocking.frequency,
                                    uart_baud=board.uart_baud)
         try:

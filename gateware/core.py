@@ -44,10 +44,12 @@ class CoreParameters:
     ram_style: str | None = None
 
 
-#: Per-board product builds: pair slots and queue capacity (issue 3's build parameters).
-BOARD_PARAMETERS: dict[str, tuple[int, int]] = {
-    "icebreaker": (16, 32),
-    "ulx3s": (64, 256),
+#: Per-board product builds: pair slots, queue capacity (issue 3's build parameters) and the
+#: vote board's RAM style (LUT RAM on the ECP5: a DP16KD's clock-to-out is most of a cycle,
+#: docs/fusion-pipeline.md).
+BOARD_PARAMETERS: dict[str, tuple[int, int, str | None]] = {
+    "icebreaker": (16, 32, None),
+    "ulx3s": (64, 256, "distributed"),
 }
 
 
@@ -145,10 +147,10 @@ class SigfuseCore(wiring.Component):
 def core_parameters(board: str, clock_hz: int, uart_baud: int | None) -> CoreParameters:
     """The product core's parameters for ``board`` (``uart_baud=None``: byte-stream link)."""
     from ..boards.common import uart_divisor
-    pair_slots, capacity = BOARD_PARAMETERS[board]
+    pair_slots, capacity, ram_style = BOARD_PARAMETERS[board]
     divisor = uart_divisor(clock_hz, uart_baud) if uart_baud else 0
     return CoreParameters(pair_slots=pair_slots, queue_capacity=capacity, clk_hz=clock_hz,
-                          uart_divisor=divisor)
+                          uart_divisor=divisor, ram_style=ram_style)
 
 
 def product_core(context) -> SigfuseCore:

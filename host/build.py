@@ -40,12 +40,14 @@ from .cli import UserError
 from .log import get_logger
 from .toolchain import yowasp_env
 
-__all__ = ["BuildError", "TimingError", "BuildResult", "BuildStats", "STATS", "DEFAULT_CORE",
+__all__ = ["BuildError", "TimingError", "BuildResult", "BuildStats", "STATS", "DEFAULT_CORE", "CORES",
            "DESIGN_NAME", "REPORT_FORMAT", "build", "cache_root", "load_core_factory",
            "add_build_command", "cmd_build"]
 
 #: The core ``sigfuse build`` puts on the board unless ``--top`` names another.
 DEFAULT_CORE = "sigfuse.boards.common:UartEchoCore"
+#: Short names for ``--top``.
+CORES = {"echo": DEFAULT_CORE, "product": "sigfuse.gateware.core:product_core"}
 #: Base name of every generated file (``sigfuse.bin``, ``sigfuse.bit``, ``sigfuse.tim``...).
 DESIGN_NAME = "sigfuse"
 #: Bumped when the cache entry layout or report format changes: old entries are then misses.
@@ -254,11 +256,11 @@ def _last_log_line(path: Path) -> str:
 
 # --- the plan ------------------------------------------------------------------------------------
 
-def _prepare_plan(board, core_factory, report_name: str):
+def _prepare_plan(board, core_factory, report_name: str, sync_hz: int | None = None):
     from .boards.common import BoardTop
     platform = board.platform()
     try:
-        top = BoardTop(board, core_factory)
+        top = BoardTop(board, core_factory, sync_hz=sync_hz)
     except (TypeError, ValueError) as error:
         raise BuildError(f"{board.name}: {error}") from None
     # An AMARANTH_nextpnr_opts override would replace the options this flow needs; merge it.
@@ -456,7 +458,8 @@ def _publish(entry: Path, out_dir: Path, suffix: str, report: dict[str, Any],
 def build(board_name: str, *, core: str | Callable[..., Any] = DEFAULT_CORE,
           out_dir: Path | str | None = None, cache_dir: Path | str | None = None,
           env: Mapping[str, str] | None = None, progress: bool = True,
-          console: Any = None, use_cache: bool = True) -> BuildResult:
+          console: Any = None, use_cache: bool = True,
+          sync_hz: int | None = None) -> BuildResult:
     """Build (or fetch from the cache) the bitstream of ``core`` on ``board_name``.
 
     :param core: a core factory, or its ``module:attribute`` path.
@@ -464,6 +467,7 @@ def build(board_name: str, *, core: str | Callable[..., Any] = DEFAULT_CORE,
     :param cache_dir: cache root (default :func:`cache_root`).
     :param env: base environment for the tools (default ``os.environ``).
     :param use_cache: False rebuilds and replaces the entry.
+    :param sync_hz: the datapath clock to build for (default: the board's ``sync_hz``).
     :raises BuildError: a tool failed or the core does not fit the board.
     :raises TimingError: built, but a clock misses its constraint.
     """
@@ -472,6 +476,8 @@ def build(board_name: str, *, core: str | Callable[..., Any] = DEFAULT_CORE,
         board = get_board(board_name)
     except KeyError as error:
         raise BuildError(error.args[0]) from None
+    if isinstance(core, str):
+        core = CORES.get(core, core)
     factory = load_core_factory(core) if isinstance(core, str) else core
     out = Path(out_dir) if out_dir is not None else Path("build") / board.name
     root = Path(cache_dir) if cache_dir is not None else cache_root()
@@ -479,7 +485,7 @@ def build(board_name: str, *, core: str | Callable[..., Any] = DEFAULT_CORE,
     display = _Progress(board.name, console, progress)
     report_name = f"{DESIGN_NAME}.report.json"
 
-    plan, top = _prepare_plan(board, factory, report_name)
+    plan, top = _prepare_plan(board, factory, report_name, sync_hz)
     commands = json.loads(plan.files[f"build_{DESIGN_NAME}.json"])["commands"]
     family = "ice40" if any(c[0] == "nextpnr-ice40" for c in commands) else "ecp5"
     versions = toolchain_versions(commands, tool_env)
@@ -512,7 +518,7 @@ def build(board_name: str, *, core: str | Callable[..., Any] = DEFAULT_CORE,
     work = out / "work"
     shutil.rmtree(work, ignore_errors=True)
     plan.extract(work)
-    display.say(f"building {board.description}, sync {_mhz(board.sync_hz)}, key {key[:12]}")
+    display.say(f"building {board.description}, sync {_mhz(top.clocking.frequency)}, key {key[:12]}")
     start = time.monotonic()
     _run_commands(commands, work, tool_env, display)
     seconds = time.monotonic() - start
@@ -557,8 +563,9 @@ def _summary(report: dict[str, Any]) -> str:
 # --- command line --------------------------------------------------------------------------------
 
 def cmd_build(args: argparse.Namespace) -> int:
+    sync_hz = round(args.sync_mhz * 1e6) if args.sync_mhz else None
     result = build(args.board, core=args.top, out_dir=args.out,
-                   use_cache=not args.no_cache)
+                   use_cache=not args.no_cache, sync_hz=sync_hz)
     print(result.bitstream)
     return 0
 
@@ -572,8 +579,11 @@ def add_build_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
                     "for the system's yosys/nextpnr), reuse a cached one when the design and tools "
                     "are unchanged, and write <out>/report.json.  Exit status 2 when timing fails.")
     parser.add_argument("--board", required=True, choices=BOARD_NAMES)
-    parser.add_argument("--top", default=DEFAULT_CORE, metavar="MODULE:FACTORY",
-                        help=f"core factory put on the board (default {DEFAULT_CORE})")
+    parser.add_argument("--top", default="echo", metavar="NAME|MODULE:FACTORY",
+                        help="core put on the board: 'echo' (the UART-echo stand-in, default), "
+                             "'product' (link + fusion + queue), or a core factory")
+    parser.add_argument("--sync-mhz", type=float, metavar="MHZ",
+                        help="datapath clock to build for (default: the board's)")
     parser.add_argument("--out", metavar="DIR", help="output folder (default build/<board>)")
     parser.add_argument("--no-cache", action="store_true",
                         help="rebuild even when a cached bitstream exists")

@@ -30,7 +30,7 @@ def parse_sim_url(url: str):
     board = parts.netloc or "icebreaker"
     if board not in BOARD_PARAMETERS:
         raise ValueError(f"{url}: unknown board {board!r}; known: {', '.join(BOARD_PARAMETERS)}")
-    pair_slots, capacity = BOARD_PARAMETERS[board]
+    pair_slots, capacity, _ram_style = BOARD_PARAMETERS[board]
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
     unknown = set(query) - {"pair_slots", "capacity", "clk_hz"}
     if unknown:
