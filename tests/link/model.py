@@ -1,34 +1,103 @@
 """The link as the tests expect it to behave: bytes in, reply frames and counters out.
 
 Frame classification is :class:`sigfuse.protocol.Deframer`'s; command semantics follow
-``docs/link.md``; the datapath is :class:`stub.StubModel`.  The uptime counter is the only
-stat the model cannot know (it counts clocks): comparisons skip it.
+``docs/link.md``; the datapath is :class:`stub.StubModel` (the link tests' stand-in) or
+:class:`ReferenceDatapath` (the reference engine, for the product core
+:class:`sigfuse.gateware.core.SigfuseCore`).  The uptime counter is the only stat the model
+cannot know (it counts clocks): comparisons skip it.
 """
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from sigfuse import protocol as p
-from sigfuse.contract import FusionParams
-from sigfuse.protocol import AckStatus, ErrorCode, Frame, FrameType, Reply
+from sigfuse.contract import DecisionEmitted, DropReason, Dropped, FusionParams, Signal
+from sigfuse.engine import ReferenceEngine
+from sigfuse.gateware.link import DatapathEventsLayout
+from sigfuse.protocol import AckStatus, ErrorCode, Frame, FrameType, Reply, Result, ResultKind
 from sigfuse.regmap import (BY_ADDR, REGISTERS, STATS_CONTROL_CLEAR, STATS_CONTROL_SNAPSHOT,
-                            Access, StatKind, param_registers, stats_registers)
+                            Access, StatKind, params_from_values, stats_registers)
 
 from .stub import CAPACITY, PAIR_SLOTS, StubModel
 
-__all__ = ["LinkModel", "UPTIME"]
+__all__ = ["Datapath", "LinkModel", "ReferenceDatapath", "UPTIME"]
 
 UPTIME = frozenset(r.addr for r in stats_registers() if r.stat == StatKind.UPTIME)
 _SIZES = {FrameType.REG_READ: (2, p.MAX_REGS), FrameType.REG_WRITE: (6, p.MAX_REGS),
           FrameType.PUSH_SIGNALS: (p.SIGNAL_RECORD_BYTES, p.MAX_SIGNALS), FrameType.POP: (1, 1)}
 
 
+class Datapath(Protocol):
+    """What :class:`LinkModel` needs of a datapath model."""
+    #: Live counts of the datapath's events (the members of ``DatapathEventsLayout``).
+    stats: dict[str, int]
+
+    def signal(self, s: Signal) -> list[Result]: ...
+    def pop(self) -> Result: ...
+    def gauges(self) -> dict[str, int]: ...
+    def configure(self, params: FusionParams) -> None: ...
+
+
+_DROP_KINDS = {DropReason.STALE: ResultKind.STALE, DropReason.EVICTED: ResultKind.EVICTED,
+               DropReason.REJECTED: ResultKind.REJECTED}
+
+
+class ReferenceDatapath:
+    """The product core's datapath as the reference engine computes it, with the counters and
+    gauges the core's stats wiring (``gateware/core.py``) derives from the pipeline and queue
+    handshakes.  Note ``queue_pushes``: the queue's push is always ready, so every decision is
+    a push, a rejected one included (the stub counts only decisions that stayed)."""
+
+    def __init__(self, params: FusionParams | None = None, *, pair_slots: int,
+                 capacity: int) -> None:
+        self.engine = ReferenceEngine(params or FusionParams(), capacity=capacity,
+                                      pair_slots=pair_slots)
+        self.stats = dict.fromkeys(DatapathEventsLayout.members, 0)
+
+    def configure(self, params: FusionParams) -> None:
+        self.engine.set_params(params)
+
+    def signal(self, s: Signal) -> list[Result]:
+        stats = self.stats
+        stats["signals_in"] += 1
+        out = []
+        for r in self.engine.process((s,)):
+            if type(r) is DecisionEmitted:
+                stats["decisions_out"] += 1
+                stats["queue_pushes"] += 1
+                out.append(Result(ResultKind.DECISION, r.decision))
+            else:
+                assert type(r) is Dropped, r
+                stats[{DropReason.STALE: "stale_drops", DropReason.EVICTED: "queue_evicted",
+                       DropReason.REJECTED: "queue_rejected"}[r.reason]] += 1
+                out.append(Result(_DROP_KINDS[r.reason], r.record))
+        return out
+
+    def pop(self) -> Result:
+        self.stats["queue_pops"] += 1
+        decision = self.engine.pop()
+        if decision is None:
+            return Result(ResultKind.POPPED_EMPTY, None)
+        return Result(ResultKind.POPPED, decision)
+
+    def gauges(self) -> dict[str, int]:
+        queue = self.engine.queue
+        return {"queue_occupancy": len(queue), "queue_high_water": queue.high_water}
+
+
 class LinkModel:
+    """The link and a datapath model (default: the stub of :class:`stub.LinkHarness`; pass a
+    :class:`ReferenceDatapath` and the core's identity for :class:`SigfuseCore`)."""
+
     def __init__(self, *, build_id: int = 0x5EED0001, clk_hz: int = 12_000_000,
-                 uart_divisor: int = 0) -> None:
+                 uart_divisor: int = 0, datapath: Datapath | None = None,
+                 pair_slots: int = PAIR_SLOTS, queue_capacity: int = CAPACITY) -> None:
         self.deframer = p.Deframer()
-        self.stub = StubModel()
-        identity = dict(build_id=build_id, clk_hz=clk_hz, pair_slots=PAIR_SLOTS,
-                        queue_capacity=CAPACITY, uart_divisor=uart_divisor)
+        self.datapath: Datapath = datapath if datapath is not None else StubModel()
+        self.pair_slots = pair_slots
+        identity = dict(build_id=build_id, clk_hz=clk_hz, pair_slots=pair_slots,
+                        queue_capacity=queue_capacity, uart_divisor=uart_divisor)
         defaults = FusionParams()
         self.values: dict[int, int] = {}
         for r in REGISTERS:
@@ -46,13 +115,18 @@ class LinkModel:
         #: Counts taken away by stats clears, so that :meth:`totals` covers the whole run.
         self.cleared: dict[str, int] = {}
 
+    @property
+    def stub(self) -> Datapath:
+        """The datapath model (the name from when it could only be the stub)."""
+        return self.datapath
+
     # --- counters ---------------------------------------------------------------------------
 
     def counters(self) -> dict[str, int]:
         """Live counter values (deframer + command layer + stub)."""
         out = dict(self.live)
         out.update({k: v for k, v in self.deframer.counters.items()})
-        out.update(self.stub.stats)
+        out.update(self.datapath.stats)
         return out
 
     def totals(self) -> dict[str, int]:
@@ -61,7 +135,7 @@ class LinkModel:
 
     def _snapshot(self) -> None:
         counters = self.counters()
-        gauges = self.stub.gauges()
+        gauges = self.datapath.gauges()
         for r in stats_registers():
             if r.stat == StatKind.COUNTER:
                 self.values[r.addr] = counters[r.name] % (1 << 32)
@@ -75,8 +149,8 @@ class LinkModel:
             self.live[name] = 0
         for name in self.deframer.counters:
             self.deframer.counters[name] = 0
-        for name in self.stub.stats:
-            self.stub.stats[name] = 0
+        for name in self.datapath.stats:
+            self.datapath.stats[name] = 0
 
     # --- frames -----------------------------------------------------------------------------
 
@@ -103,6 +177,8 @@ class LinkModel:
         self.last_seq = cmd.seq
         body = cmd.body
         if cmd.type == FrameType.PING:
+            if len(body) > p.MAX_PING_DATA:
+                return self._error(cmd, ErrorCode.BAD_LENGTH, len(body), "frames_bad_length")
             return [self._frame(FrameType.PONG, cmd, data=body)]
         if cmd.type == FrameType.STATS:
             if body:
@@ -129,7 +205,7 @@ class LinkModel:
         for i, item in enumerate(items):
             if cmd.type == FrameType.PUSH_SIGNALS:
                 fields = p.unpack_fields(p.SIGNAL_RECORD_LAYOUT, int.from_bytes(item, "little"))
-                if fields["pair"] >= PAIR_SLOTS or fields["reserved"]:
+                if fields["pair"] >= self.pair_slots or fields["reserved"]:
                     return self._error(cmd, ErrorCode.BAD_VALUE, i, "frames_bad_value")
             elif cmd.type == FrameType.POP:
                 if item[0] == 0:
@@ -169,16 +245,15 @@ class LinkModel:
                     self.values[addr] = value
                     params_written |= reg.param is not None
             if params_written:
-                self.stub.min_confidence = self.values[next(
-                    r.addr for r in param_registers() if r.name == "min_confidence")]
+                self.datapath.configure(params_from_values(self.values))
             return [self._frame(FrameType.REG_WRITE_ACK, cmd, status=AckStatus.DONE)]
         results = []
         if cmd.type == FrameType.PUSH_SIGNALS:
             for item in items:
-                results += self.stub.signal(p.unpack_signal(item))
+                results += self.datapath.signal(p.unpack_signal(item))
         else:
             for _ in range(items[0][0]):
-                results.append(self.stub.pop())
+                results.append(self.datapath.pop())
         frames = [self._frame(FrameType.RESULTS, cmd, results=tuple(results[i:i + p.MAX_RESULTS]))
                   for i in range(0, len(results), p.MAX_RESULTS)]
         return frames + [self._frame(p.REPLY_TYPES[FrameType(cmd.type)], cmd, status=AckStatus.DONE)]

@@ -180,6 +180,10 @@ class StubModel:
         self.high_water = max(self.high_water, len(self.queue))
         return out
 
+    def configure(self, params: FusionParams) -> None:
+        """New fusion registers (the stub only uses ``min_confidence``)."""
+        self.min_confidence = params.min_confidence
+
     def pop(self) -> Result:
         self.stats["queue_pops"] += 1
         if not self.queue:
