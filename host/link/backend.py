@@ -67,6 +67,8 @@ class BoardBackend(FusionBackend):
     """Fusion and queue on a board (see the module docstring)."""
 
     name = "board"
+    #: A batch is a round trip on a link: the orchestrator runs it in a worker thread.
+    blocking_io = True
 
     def __init__(self, params: FusionParams | None = None, *, capacity: int, pair_slots: int,
                  url: str | None = None, expected_build_id: int | None = None,
@@ -120,6 +122,10 @@ class BoardBackend(FusionBackend):
     def set_params(self, params: FusionParams) -> None:
         super().set_params(params)
         self.board.set_params(params)
+
+    def ping(self) -> None:
+        """One PING round trip (no side effect): the orchestrator's failback probe."""
+        self.board.transport.ping()
 
     def close(self) -> None:
         board = getattr(self, "board", None)

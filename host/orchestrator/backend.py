@@ -2,8 +2,9 @@
 
 :class:`FailoverBackend` is a :class:`~sigfuse.engine.FusionBackend` in front of two others:
 
-* the **primary** -- a board or the virtual board (issue 5), or, until those exist, the stand-in
-  :class:`ProcessEngine`; absent when the user asked for software;
+* the **primary** -- a board (``board``, by URL) or the virtual board (``sim``,
+  :mod:`.simboard`), or in tests the stand-in :class:`ProcessEngine`; absent when the user asked
+  for software;
 * the **fallback** -- the software :class:`~sigfuse.engine.ReferenceEngine`, kept as a *hot
   standby*: every batch the primary acknowledges (answers) is also run through the fallback,
   and the two answers are compared.  The contract makes them bit-identical, so the fallback's
@@ -30,10 +31,16 @@ software would have held back for at most ``cooldown_us``).
 
 Both switches are logged (``failover``, ``failback``), counted, and timed (``switches``).
 
+A restarted board must be fresh from reset (the ``board`` backend refuses one whose counters
+show earlier traffic, and the board cannot load vote memory): a restarted virtual board is; a
+board that kept running while its link was down is refused at each restart attempt, and the
+orchestrator stays on software until the board is reset.
+
 Which primary: :func:`open_primary_factory` looks the name up in the backend registry of
-:mod:`sigfuse.engine`.  The board backend of issue 5 is one class registered there as ``board``
-(``url=``), and the virtual board as ``sim``; nothing in the orchestrator changes when they
-arrive.  Until then ``--backend sim|board`` fails with :class:`BackendUnavailable`.
+:mod:`sigfuse.engine`: :class:`~sigfuse.link.backend.BoardBackend` as ``board`` (``url=``) and
+:class:`~.simboard.VirtualBoardBackend` as ``sim`` (it starts the virtual board and talks to it
+through the ``board`` backend).  Queue capacity and pair slots are the board's
+(:func:`~.simboard.geometry`), and the software standby is sized the same.
 """
 
 from __future__ import annotations
@@ -59,13 +66,12 @@ from .settings import FailoverConfig
 
 __all__ = ["FailoverBackend", "ProcessEngine", "LinkDown", "BackendUnavailable", "Switch",
            "BACKEND_CHOICES", "HARDWARE_BACKENDS", "choose_backend", "open_primary_factory",
-           "build_backend", "UNAVAILABLE_MESSAGE"]
+           "build_backend", "link_options"]
 
 #: What ``--backend`` accepts.  ``auto`` = the virtual board when available, else software.
 BACKEND_CHOICES = ("auto", "software", "sim", "board")
 #: Orchestrator backend name -> name in sigfuse.engine's registry.
 HARDWARE_BACKENDS = {"sim": "sim", "board": "board"}
-UNAVAILABLE_MESSAGE = "not available yet: needs the virtual board (issue 5)"
 
 #: What a dead or silent primary raises, whatever the transport.
 _LINK_ERRORS = (ConnectionError, TimeoutError, EOFError, OSError)
@@ -269,9 +275,11 @@ class FailoverBackend(FusionBackend):
         return results
 
     def kill_primary_for_test(self) -> None:  # pragma: no cover - convenience for demos
-        """Kill a :class:`ProcessEngine` primary (SIGKILL): what a pulled cable looks like."""
-        if isinstance(self.primary, ProcessEngine):
-            self.primary.kill()
+        """Kill the primary's process (SIGKILL; the stand-in or a virtual board): what a pulled
+        cable or a crashed board looks like."""
+        kill = getattr(self.primary, "kill", None)
+        if kill is not None:
+            kill()
 
     # --- restart and failback ------------------------------------------------------------------
 
@@ -418,8 +426,8 @@ class ProcessEngine(FusionBackend):
 
     It is a real :class:`FusionBackend` with a board's failure modes -- another process, a byte
     stream, a peer that can vanish (:meth:`kill` sends SIGKILL) or stop answering -- and none of
-    a board's speed.  Tests and benchmarks use it to exercise failover until the board backend
-    of issue 5 exists; the demo never offers it as a backend.
+    a board's speed.  Tests and benchmarks use it to exercise failover cheaply (the virtual board
+    is the real thing: :mod:`.simboard`); the demo never offers it as a backend.
     """
 
     name = "standin"
@@ -520,58 +528,133 @@ def _serve(capacity: int, pair_slots: int) -> int:
 # --- choosing and opening backends ------------------------------------------------------------
 
 def hardware_available(kind: str) -> bool:
-    """Whether a backend named ``kind`` (``sim``/``board``) is registered in sigfuse.engine."""
+    """Whether a backend named ``kind`` (``sim``/``board``) is registered in sigfuse.engine
+    (``sim`` also needs the Verilator toolchain)."""
+    from . import simboard  # noqa: F401 -- registers ``sim``
     name = HARDWARE_BACKENDS[kind]
     if name not in BACKENDS:
         _load_optional_backends()
-    return name in BACKENDS
+    if name not in BACKENDS:
+        return False
+    return kind != "sim" or simboard.toolchain_problem() is None
 
 
-def choose_backend(requested: str) -> tuple[str, str]:
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"
+
+
+def choose_backend(requested: str, *, board: str = "icebreaker",
+                   progress: Callable[[str], None] | None = None) -> tuple[str, str]:
     """Resolve ``--backend``: returns ``(kind, why)`` with kind ``software``, ``sim`` or ``board``.
 
-    Raises :class:`BackendUnavailable` for ``sim``/``board`` until the board backend is
-    registered (issue 5).
+    ``auto`` is the virtual ``board`` when the Verilator toolchain is present and the model
+    builds (it is built here, cached; ``progress`` hears about a long build), software
+    otherwise.  ``sim`` raises :class:`BackendUnavailable` where ``auto`` would fall back.
     """
     if requested == "software":
         return "software", "software reference engine (requested)"
-    if requested in HARDWARE_BACKENDS:
-        if not hardware_available(requested):
-            raise BackendUnavailable(f"--backend {requested}: {UNAVAILABLE_MESSAGE}")
-        return requested, f"{requested} (requested)"
-    if requested == "auto":
-        if hardware_available("sim"):
-            return "sim", "auto: the virtual board (the Verilator toolchain is present)"
-        return "software", f"auto: software reference engine -- the virtual board is {UNAVAILABLE_MESSAGE}"
-    raise BackendUnavailable(f"unknown backend {requested!r}; choose from {', '.join(BACKEND_CHOICES)}")
+    if requested == "board":
+        return "board", "board (requested)"
+    if requested not in ("sim", "auto"):
+        raise BackendUnavailable(f"unknown backend {requested!r}; choose from {', '.join(BACKEND_CHOICES)}")
+    from .simboard import prepare_virtual_board, toolchain_problem
+    problem = toolchain_problem()
+    if problem is None:
+        try:
+            prepare_virtual_board(board, progress=progress)
+        except Exception as error:  # noqa: BLE001 -- any build failure means "not here"
+            problem = f"the virtual {board} did not build ({_first_line(error)})"
+    if requested == "sim":
+        if problem is not None:
+            raise BackendUnavailable(f"--backend sim: the virtual board is not available: {problem}")
+        return "sim", f"the virtual {board} (requested; the product core in Verilator)"
+    if problem is not None:
+        return "software", f"auto: software reference engine -- the virtual board is not available: {problem}"
+    return "sim", f"auto: the virtual {board} (the Verilator toolchain is present)"
+
+
+def link_options(config: FailoverConfig) -> dict[str, object]:
+    """How the orchestrator opens a board's link: a batch without an answer within
+    ``response_timeout_s`` (after one retransmission when that is safe) is a dead link."""
+    return {"timeout": config.response_timeout_s, "retries": 1}
 
 
 def open_primary_factory(kind: str, params: FusionParams, *, capacity: int, pair_slots: int,
-                         url: str | None = None, response_timeout_s: float = 0.5
-                         ) -> Callable[[], FusionBackend]:
-    """A function that opens the primary backend ``kind`` (``sim``, ``board``, or ``standin``)."""
+                         url: str | None = None, response_timeout_s: float = 0.5,
+                         board: str = "icebreaker") -> Callable[[], FusionBackend]:
+    """A function that opens the primary backend ``kind`` (``sim``, ``board``, or ``standin``).
+
+    ``capacity`` and ``pair_slots`` must be the board's (:func:`~.simboard.geometry`).  For
+    ``sim`` every call starts a new virtual board -- fresh from reset, as the failback needs --
+    on the port of the previous one when that port is free again.
+    """
     if kind == "standin":
         return lambda: ProcessEngine(params, capacity=capacity, pair_slots=pair_slots,
                                      response_timeout_s=response_timeout_s)
-    if kind not in HARDWARE_BACKENDS or not hardware_available(kind):
-        raise BackendUnavailable(f"--backend {kind}: {UNAVAILABLE_MESSAGE}")
+    if kind not in HARDWARE_BACKENDS:
+        raise BackendUnavailable(f"unknown backend {kind!r}")
     from ..engine import open_backend
-    options: dict[str, object] = {"url": url} if url else {}
-    return lambda: open_backend(HARDWARE_BACKENDS[kind], params, capacity=capacity, pair_slots=pair_slots,
-                                **options)
+    from . import simboard  # noqa: F401 -- registers ``sim``
+    options: dict[str, object] = link_options(FailoverConfig(response_timeout_s=response_timeout_s))
+    if kind == "board":
+        if url:
+            options["url"] = url
+        return lambda: open_backend("board", params, capacity=capacity, pair_slots=pair_slots, **options)
+    last_port = [0]
+
+    def open_sim() -> FusionBackend:
+        from ..sim.board import VirtualBoardError
+        try:
+            backend = open_backend("sim", params, capacity=capacity, pair_slots=pair_slots, board=board,
+                                   port=last_port[0], **options)
+        except VirtualBoardError:
+            if not last_port[0]:
+                raise
+            # The old port is taken (TIME_WAIT, another process): any free one will do.
+            backend = open_backend("sim", params, capacity=capacity, pair_slots=pair_slots, board=board,
+                                   port=0, **options)
+        last_port[0] = getattr(backend, "port", 0)
+        return backend
+
+    return open_sim
 
 
 def build_backend(kind: str, params: FusionParams, *, capacity: int, pair_slots: int,
                   url: str | None = None, config: FailoverConfig | None = None,
-                  on_switch: Callable[[Switch], None] | None = None) -> FailoverBackend:
-    """The orchestrator's backend for ``kind`` (``software``, ``sim``, ``board`` or ``standin``)."""
+                  on_switch: Callable[[Switch], None] | None = None,
+                  board: str = "icebreaker") -> FailoverBackend:
+    """The orchestrator's backend for ``kind`` (``software``, ``sim``, ``board`` or ``standin``).
+
+    For ``sim`` and ``board`` the queue capacity and pair slots are the board's, whatever
+    ``capacity`` and ``pair_slots`` say (they are build parameters of the board): the software
+    standby is sized the same, so mirroring stays bit-identical.  Raises
+    :class:`BackendUnavailable` when the board cannot be reached or started.
+    """
     config = config or FailoverConfig()
+    if kind in HARDWARE_BACKENDS:
+        from .simboard import geometry
+        try:
+            geom = geometry(kind, board=board, url=url, link_options=link_options(config))
+        except (ValueError, ConnectionError, OSError, RuntimeError) as error:
+            raise BackendUnavailable(f"--backend {kind}: {error}") from error
+        if (geom.queue_capacity, geom.pair_slots) != (capacity, pair_slots):
+            get_logger("fusion.failover").info(
+                "board_geometry", backend=kind, board=geom.source, queue_capacity=geom.queue_capacity,
+                pair_slots=geom.pair_slots, configured_capacity=capacity, configured_pair_slots=pair_slots)
+        capacity, pair_slots = geom.queue_capacity, geom.pair_slots
     fallback = ReferenceEngine(params, capacity=capacity, pair_slots=pair_slots)
     if kind == "software":
         return FailoverBackend(fallback, config=config, on_switch=on_switch)
     factory = open_primary_factory(kind, params, capacity=capacity, pair_slots=pair_slots, url=url,
-                                   response_timeout_s=config.response_timeout_s)
-    backend = FailoverBackend(fallback, factory(), primary_factory=factory, config=config, on_switch=on_switch)
+                                   response_timeout_s=config.response_timeout_s, board=board)
+    try:
+        primary = factory()
+    except BackendUnavailable:
+        raise
+    except (ValueError, ConnectionError, OSError, RuntimeError) as error:
+        raise BackendUnavailable(f"--backend {kind}: {error}") from error
+    backend = FailoverBackend(fallback, primary, primary_factory=factory, config=config, on_switch=on_switch)
     backend.primary_name = kind
     return backend
 

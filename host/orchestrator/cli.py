@@ -80,7 +80,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.metrics_port is not None:
         config.metrics.port = args.metrics_port
     try:
-        kind, why = choose_backend(args.backend)
+        kind, why = choose_backend(args.backend, board=config.board.name,
+                                   progress=lambda message: print(f"run: {message}", file=sys.stderr, flush=True))
     except BackendUnavailable as error:
         return _fail(prog, str(error))
     journal = args.journal or str(config.execution.journal_path)

@@ -99,7 +99,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     s2o = summary["signal_to_order_us"]
     lines = [
         "sigfuse demo: summary",
-        f"  backend            {summary['backend']} ({summary.get('backend_reason', '')})",
+        f"  backend            {summary['backend']} ({summary.get('backend_reason', '')}); queue "
+        f"{summary.get('queue_capacity', '?')} entries, {summary.get('pair_slots', '?')} pair slots",
         f"  duration           {summary['duration_s']:.1f} s, {loop['cycles']} cycles at "
         f"{summary['loop_frequency_hz']:g} Hz, {loop['overruns']} overruns",
         f"  signals            {summary['signals']} ({summary['signals_per_minute']:.0f}/min): "
@@ -117,7 +118,9 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"  health             " + ", ".join(f"{n} {h['score']:.2f}" for n, h in summary["health"].items()),
         f"  failover           {summary['failover']['failovers']} failovers, {summary['failover']['failbacks']} failbacks",
         f"  optimizer          " + (", ".join(f"{k} x{v}" for k, v in summary["optimizer"]["actions"].items()) or "no action"),
-        f"  peak RSS           {summary['resources']['peak_rss_bytes'] / 2**20:.1f} MiB",
+        f"  peak RSS           {summary['resources']['peak_rss_bytes'] / 2**20:.1f} MiB"
+        + (f" (the virtual board's own process: {summary['resources']['peak_board_rss_bytes'] / 2**20:.1f} MiB)"
+           if summary["resources"].get("peak_board_rss_bytes") else ""),
         f"  synthetic feeds    {', '.join(summary['synthetic_feeds'])} (generated, not observed)",
     ]
     if summary.get("out_dir"):
@@ -133,7 +136,8 @@ async def run_demo(config: SigfuseConfig, *, duration_s: float, frequency_hz: fl
     :class:`~.backend.BackendUnavailable` for a backend that cannot be used here."""
     out = out or sys.stdout
     log = get_logger("demo")
-    kind, why = choose_backend(backend)
+    kind, why = choose_backend(backend, board=config.board.name,
+                               progress=lambda message: print(f"demo: {message}", file=out, flush=True))
     print(f"demo: backend {kind} -- {why}", file=out, flush=True)
     directory = Path(out_dir) if out_dir else default_out_dir()
     directory.mkdir(parents=True, exist_ok=True)

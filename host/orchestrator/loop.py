@@ -8,7 +8,11 @@ cycles it missed and counts them as ``overruns``).  Each cycle runs these stages
                orders against them) and the synthetic feeds
 ``sources``    poll the sources that are due (each at ``source_poll_hz`` x the optimizer's scale)
 ``fusion``     one batch to the fusion backend: the new signals, then as many pops as the
-               coordinator has room for (orders in flight below the limit)
+               coordinator has room for (orders in flight below the limit) and the queue can
+               hold (its depth plus one per new signal); no batch when there is nothing to do.
+               A board's batch (``blocking_io``) goes to a worker thread and the cycle does
+               not wait: its results are dispatched when it returns, one batch in flight at a
+               time, so the link's latency never delays the schedule
 ``dispatch``   popped decisions to the coordinator's hand-off queue; results counted
 ``execution``  the loop yields once so the coordinator turns the decisions into orders
 
@@ -49,7 +53,7 @@ from ..execution.orders import OrderRequest, SubmitAck
 from ..execution.runner import LIVELY_MARKET, MonotonicClock
 from ..execution.venue import FillModel, PaperVenue, VenueStore, VenueTimeout
 from ..log import get_logger
-from .backend import FailoverBackend, Switch, build_backend, process_async
+from .backend import BackendUnavailable, FailoverBackend, Switch, build_backend, process_async
 from .feeds import MarketData, SyntheticFeeds
 from .health import HealthMonitor
 from .metrics import OrchestratorMetrics
@@ -223,20 +227,32 @@ class Orchestrator:
         # Market and feeds.
         self.market = SyntheticMarket(pairs, venues=venues, seed=seed, model=market_model or LIVELY_MARKET,
                                       start_us=self.clock())
-        self.pairs = PairTable(max(config.fusion.pair_slots, len(self.market.pairs)), self.market.pairs)
-        self.data = MarketData()
-        sc = self.sources_config
-        self.feeds = SyntheticFeeds(self.data, self.market.pairs, whale=sc.whale, sentiment=sc.sentiment,
-                                    news=sc.news, seed=seed)
+        slots = max(config.fusion.pair_slots, len(self.market.pairs))
 
-        # Fusion backend (software, or a board with the software engine as hot standby).
+        # Fusion backend (software, or a board with the software engine as hot standby).  With a
+        # board, queue capacity and pair slots are the board's (build parameters): the backend
+        # reads them from the board and sizes the standby the same.
         if isinstance(backend, FailoverBackend):
             self.backend = backend
             backend.on_switch = self._on_switch
         else:
             self.backend = build_backend(backend, config.fusion.params(), capacity=config.queue.capacity,
-                                         pair_slots=self.pairs.slots, url=url or config.link.url,
-                                         config=self.settings.failover, on_switch=self._on_switch)
+                                         pair_slots=slots, url=url or config.link.url,
+                                         config=self.settings.failover, on_switch=self._on_switch,
+                                         board=config.board.name)
+        if self.backend.has_primary:
+            slots = self.backend.pair_slots
+            if len(self.market.pairs) > slots:
+                self.backend.close()
+                raise BackendUnavailable(
+                    f"{len(self.market.pairs)} pairs do not fit in the board's {slots} pair slots "
+                    f"(--pairs {slots} at most on this board)")
+        self.queue_capacity = self.backend.capacity
+        self.pairs = PairTable(slots, self.market.pairs)
+        self.data = MarketData()
+        sc = self.sources_config
+        self.feeds = SyntheticFeeds(self.data, self.market.pairs, whale=sc.whale, sentiment=sc.sentiment,
+                                    news=sc.news, seed=seed)
         self.backend_names = ("software",) + ((self.backend.primary_name,) if self.backend.primary_name else ())
 
         # Execution.
@@ -279,7 +295,7 @@ class Orchestrator:
                                             self._set_performance_mode),
             },
             trimmables=[*self.sources, self.recorder,
-                        _StatsTrim(self.coordinator, self.backend, config.queue.capacity)],
+                        _StatsTrim(self.coordinator, self.backend, self.queue_capacity)],
             on_action=self._on_optimizer_action)
         self._register_health()
 
@@ -287,6 +303,8 @@ class Orchestrator:
         self._stop = asyncio.Event() if _loop_running() else None
         self._stopping = False
         self._pending: list[Signal] = []
+        #: A board's batch in flight (its results are dispatched when it returns).
+        self._batch: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._coordinator_task: asyncio.Task[None] | None = None
         self.cycles = 0
@@ -303,6 +321,8 @@ class Orchestrator:
         self._latency_seen = 0
         self.last_resources = None
         self.peak_rss = 0
+        #: Peak RSS of the virtual board's process (a separate process: not in ``peak_rss``).
+        self.peak_board_rss = 0
         self.health_timeline: list[dict[str, Any]] = []
         self._closed = False
 
@@ -410,7 +430,8 @@ class Orchestrator:
                                                             self._probe_tick)))
         self.started_at = time.time()
         self.metrics.set_backend(self.backend.active_name, self.backend_names)
-        self.log.info("orchestrator_start", backend=self.backend.active_name, frequency_hz=self.frequency_hz,
+        self.log.info("orchestrator_start", backend=self.backend.active_name, queue_capacity=self.queue_capacity,
+                      pair_slots=self.pairs.slots, frequency_hz=self.frequency_hz,
                       source_poll_hz=self.source_poll_hz, sources=[s.name for s in self.sources],
                       pairs=len(self.market.pairs), metrics_port=self.metrics_port,
                       synthetic_feeds=sorted(self.data.synthetic_feeds))
@@ -535,25 +556,64 @@ class Orchestrator:
 
         # fusion
         results: list[Any] = []
-        if self.cycles % self.fusion_batch_cycles == 0 or self._stopping:
+        handed_off = False
+        batch = self._batch
+        if batch is not None and batch.done():
+            # The previous batch came back from the board (and was dispatched then); a failure
+            # of the software engine itself is fatal here as in the synchronous path.
+            self._batch = None
+            batch.result()
+            batch = None
+        if batch is None and (self.cycles % self.fusion_batch_cycles == 0 or self._stopping):
             room = self.max_in_flight - len(self.coordinator.orders) - len(self.handoff)
-            pops = 0 if self._stopping else max(0, min(self.settings.max_pops_per_cycle, room))
+            # No more pops than the queue can hold after this batch: what it holds now (the
+            # standby mirrors the board's queue exactly) plus one per new signal.  A pop of an
+            # empty queue changes nothing but costs a board a result record on the link.
+            waiting = self.backend.queue_depth() + len(self._pending)
+            pops = 0 if self._stopping else max(0, min(self.settings.max_pops_per_cycle, room, waiting))
             if self._pending or pops:
                 events: list[Any] = self._pending
                 self._pending = []
                 if pops:
                     events.extend([Pop(now_us)] * pops)
-                f0 = perf()
-                try:
-                    results = await process_async(self.backend, events)
-                except Exception as error:  # noqa: BLE001 -- the software engine itself failed
-                    health.failure("fusion", error)
-                    self.log.error("fusion_failed", error=f"{type(error).__name__}: {error}")
-                    raise
-                health.success("fusion", (perf() - f0) * 1e3)
+                if self.backend.blocking_io and not self._stopping:
+                    # A board: the round trip runs in a worker thread and the cycle does not wait
+                    # for it -- its results are dispatched the moment they arrive, and the next
+                    # batch leaves once this one is back (signals wait in _pending meanwhile).
+                    # The link's latency then never delays the schedule.
+                    self._batch = asyncio.get_running_loop().create_task(self._board_batch(events))
+                    handed_off = True
+                else:
+                    f0 = perf()
+                    try:
+                        results = await process_async(self.backend, events)
+                    except Exception as error:  # noqa: BLE001 -- the software engine itself failed
+                        health.failure("fusion", error)
+                        self.log.error("fusion_failed", error=f"{type(error).__name__}: {error}")
+                        raise
+                    health.success("fusion", (perf() - f0) * 1e3)
         t3 = perf()
 
         # dispatch
+        handed = self._dispatch(results)
+        t4 = perf()
+
+        # execution
+        if handed:
+            self.coordinator.wake()
+            await asyncio.sleep(0)
+        t5 = perf()
+
+        for name, a, b in (("market", t0, t1), ("sources", t1, t2), ("fusion", t2, t3),
+                           ("dispatch", t3, t4), ("execution", t4, t5)):
+            if name == "fusion" and (handed_off or self._batch is not None):
+                continue  # a board's batch: its round trip is recorded when it comes back
+            stage(name, (b - a) * 1e6)
+            observe.labels(name).observe(b - a)
+
+    def _dispatch(self, results: Sequence[Any]) -> int:
+        """Popped decisions to the hand-off, emissions and drops counted; returns how many
+        decisions were handed off."""
         handed = 0
         for result in results:
             kind = type(result)
@@ -567,18 +627,23 @@ class Orchestrator:
                 reason = result.reason.wire_name
                 self.drops[reason] = self.drops.get(reason, 0) + 1
                 self.metrics.drops.labels(reason).inc()
-        t4 = perf()
+        return handed
 
-        # execution
-        if handed:
+    async def _board_batch(self, events: list[Any]) -> None:
+        """One batch through a board, off the cycle (see the fusion stage of :meth:`_cycle`)."""
+        f0 = time.perf_counter()
+        try:
+            results = await asyncio.to_thread(self.backend.process, events)
+        except Exception as error:  # noqa: BLE001 -- the software engine itself failed
+            self.health.failure("fusion", error)
+            self.log.error("fusion_failed", error=f"{type(error).__name__}: {error}")
+            raise
+        elapsed = time.perf_counter() - f0
+        self.health.success("fusion", elapsed * 1e3)
+        self.recorder.stage("fusion", elapsed * 1e6)
+        self.metrics.stage_seconds.labels("fusion").observe(elapsed)
+        if self._dispatch(results):
             self.coordinator.wake()
-            await asyncio.sleep(0)
-        t5 = perf()
-
-        for name, a, b in (("market", t0, t1), ("sources", t1, t2), ("fusion", t2, t3),
-                           ("dispatch", t3, t4), ("execution", t4, t5)):
-            stage(name, (b - a) * 1e6)
-            observe.labels(name).observe(b - a)
 
     async def _every(self, interval_s: float, tick: Callable[[], Any]) -> None:
         while True:
@@ -647,6 +712,7 @@ class Orchestrator:
         self.last_resources = None
         rss = self.sampler.process.memory_info().rss
         self.peak_rss = max(self.peak_rss, rss)
+        self._sample_board_rss()
         counters = snap["counters"]
         self.recorder.sample({
             "t": time.time(), "pnl_net": snap["pnl"]["net"], "signals": sum(self.signals_by_source.values()),
@@ -665,6 +731,16 @@ class Orchestrator:
         m.update_link(self.backend.counters)
         m.set_backend(self.backend.active_name, self.backend_names)
 
+    def _sample_board_rss(self) -> None:
+        pid = getattr(getattr(self.backend.primary, "virtual", None), "pid", None)
+        if pid is None:
+            return
+        try:
+            import psutil
+            self.peak_board_rss = max(self.peak_board_rss, psutil.Process(pid).memory_info().rss)
+        except Exception:  # noqa: BLE001 -- the board may be gone (killed, restarting)
+            pass
+
     async def shutdown(self) -> None:
         """Drain, stop the coordinator (open orders cancelled), flush and close everything."""
         if self._closed:
@@ -674,8 +750,12 @@ class Orchestrator:
         self.request_stop(self.stop_reason or "shutdown")
         self.log.info("orchestrator_stopping", reason=self.stop_reason, pending_signals=len(self._pending))
         try:
-            # Drain: signals already generated still go through fusion, so the journal and the
-            # counters see every one; what they decide is not executed any more.
+            # Drain: the board's batch in flight comes back first; signals already generated
+            # still go through fusion, so the journal and the counters see every one; what they
+            # decide is not executed any more.
+            if self._batch is not None:
+                await asyncio.gather(self._batch, return_exceptions=True)
+                self._batch = None
             if self._pending:
                 events, self._pending = self._pending, []
                 for result in await process_async(self.backend, events):
@@ -758,6 +838,8 @@ class Orchestrator:
             "loop_frequency_hz": self.frequency_hz,
             "source_poll_hz": self.source_poll_hz,
             "pairs": len(self.market.pairs),
+            "pair_slots": self.pairs.slots,
+            "queue_capacity": self.queue_capacity,
             "signals": signals,
             "signals_by_source": dict(self.signals_by_source),
             "signals_per_minute": round(signals / duration * 60, 1) if duration else 0.0,
@@ -789,7 +871,7 @@ class Orchestrator:
             "switches": [s.__dict__ for s in self.backend.switches],
             "optimizer": {"actions": {f"{k[0]}.{k[1]}": v for k, v in self.optimizer.actions.items()},
                           "active": self.optimizer.active, "history": self.optimizer.history},
-            "resources": {"peak_rss_bytes": self.peak_rss},
+            "resources": {"peak_rss_bytes": self.peak_rss, "peak_board_rss_bytes": self.peak_board_rss},
             "metrics_port": self.metrics_port,
             "stop_reason": self.stop_reason,
             "journal": self.journal.path,

@@ -1,5 +1,6 @@
-"""The demo end to end (software backend, non-interactive), the CLI around it, and ``sigfuse run``
-stopped by SIGINT/SIGTERM in a subprocess."""
+"""The demo end to end (non-interactive) on every backend available here -- software, the virtual
+board (sim), a board by URL -- the CLI around it, and ``sigfuse run`` stopped by SIGINT/SIGTERM
+in a subprocess."""
 
 from __future__ import annotations
 
@@ -49,10 +50,54 @@ def test_demo_runs_end_to_end_and_writes_summary_journal_and_report(tmp_path, se
     assert kinds.get("order", 0) == written["orders"]
 
 
-@pytest.mark.parametrize("backend", ["sim", "board"])
-def test_demo_refuses_hardware_backends_until_they_exist(tmp_path, backend: str, capsys) -> None:
-    assert cli.demo_main(["--backend", backend, "--duration", "1", "--out", str(tmp_path)]) == 2
-    assert "not available yet: needs the virtual board (issue 5)" in capsys.readouterr().err
+def _no_virtual_board() -> str | None:
+    from sigfuse.orchestrator.simboard import toolchain_problem
+    return toolchain_problem()
+
+
+needs_verilator = pytest.mark.skipif(_no_virtual_board() is not None,
+                                     reason=f"no virtual board here: {_no_virtual_board()}")
+
+
+@needs_verilator
+@pytest.mark.parametrize("backend", ["auto", "sim", "board"])
+def test_demo_runs_on_the_virtual_board(tmp_path, backend: str, seed: int) -> None:
+    """The demo end to end on every hardware backend available here: the default (auto), the
+    virtual board it starts (sim), and a board by URL (a virtual board the test runs)."""
+    from sigfuse.sim.board import VirtualBoard
+    out = io.StringIO()
+    config = SigfuseConfig.model_validate({"demo": {"status_interval_s": 0.5}})
+    board = VirtualBoard("icebreaker").start() if backend == "board" else None
+    try:
+        summary = asyncio.run(run_demo(config, duration_s=2.0, frequency_hz=10.0, backend=backend, pairs=10,
+                                       url=board.url if board else None, seed=seed, out_dir=tmp_path / "run",
+                                       out=out, serve_metrics=False))
+    finally:
+        if board is not None:
+            board.stop()
+    text = out.getvalue()
+    used = "board" if backend == "board" else "sim"
+    assert f"demo: backend {used} -- " in text and "sigfuse demo: summary" in text
+    if backend == "auto":
+        assert "auto: the virtual icebreaker" in text
+    assert f"] backend={used} signals=" in text
+    written = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert written["backend"] == written["backend_at_start"] == used
+    assert (written["queue_capacity"], written["pair_slots"]) == (32, 16)
+    assert written["signals"] == summary["signals"] > 0
+    f = written["failover"]
+    assert f["signals_primary"] == written["signals"] and f["mirror_mismatches"] == 0 and f["failovers"] == 0
+    assert (tmp_path / "run" / "report.html").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--backend", "board"], "needs the board's URL"),
+    (["--backend", "board", "--url", "socket://127.0.0.1:9"], "--backend board: "),
+])
+def test_demo_refuses_a_board_it_cannot_reach(tmp_path, argv, message, capsys, monkeypatch) -> None:
+    monkeypatch.delenv("SIGFUSE_BOARD_URL", raising=False)
+    assert cli.demo_main([*argv, "--duration", "1", "--out", str(tmp_path), "--no-metrics"]) == 2
+    assert message in capsys.readouterr().err
 
 
 def _start_run(tmp_path: Path) -> subprocess.Popen:
@@ -83,7 +128,9 @@ def test_run_stops_cleanly_on_a_signal(tmp_path, signum: int) -> None:
     process = _start_run(tmp_path)
     try:
         lines = _wait_started(process)
-        assert any("backend software" in line for line in lines)
+        # The default backend: the virtual board when the toolchain is present.
+        expected = "backend software" if _no_virtual_board() else "backend sim -- auto: the virtual icebreaker"
+        assert any(expected in line for line in lines), lines
         time.sleep(1.0)
         process.send_signal(signum)
         out, err = process.communicate(timeout=30)
@@ -109,9 +156,10 @@ def test_run_stops_cleanly_on_a_signal(tmp_path, signum: int) -> None:
     assert not (tmp_path / "j.sqlite-wal").exists() or (tmp_path / "j.sqlite-wal").stat().st_size == 0
 
 
-def test_run_refuses_an_unavailable_backend(capsys) -> None:
+def test_run_refuses_an_unavailable_backend(capsys, monkeypatch) -> None:
+    monkeypatch.delenv("SIGFUSE_BOARD_URL", raising=False)
     assert cli.main(["run", "--backend", "board", "--duration", "1"]) == 2
-    assert "not available yet" in capsys.readouterr().err
+    assert "--backend board needs the board's URL" in capsys.readouterr().err
 
 
 def test_the_script_runs_the_demo(tmp_path) -> None:

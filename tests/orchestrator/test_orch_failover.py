@@ -1,7 +1,8 @@
 """Failover from a primary backend to the software engine and back, with the stand-in primary
 (:class:`ProcessEngine`: the reference engine in a child process behind pipes, killed with
-SIGKILL).  Every signal is counted: acknowledged by the primary, or processed -- replayed or new
--- by the software engine."""
+SIGKILL), and how the backend is chosen.  Every signal is counted: acknowledged by the primary,
+or processed -- replayed or new -- by the software engine.  The same on the virtual board:
+``test_orch_virtual_board.py``."""
 
 from __future__ import annotations
 
@@ -130,15 +131,54 @@ def test_a_failed_probe_drops_the_candidate() -> None:
         backend.close()
 
 
-def test_hardware_backends_are_not_faked() -> None:
-    with pytest.raises(BackendUnavailable, match=r"not available yet: needs the virtual board \(issue 5\)"):
-        choose_backend("sim")
-    with pytest.raises(BackendUnavailable, match="issue 5"):
-        choose_backend("board")
+def test_auto_says_which_backend_and_why(monkeypatch) -> None:
+    from sigfuse.orchestrator import simboard
+    # No Verilator: auto falls back to software and says why; sim refuses with the same reason.
+    monkeypatch.setattr(simboard, "toolchain_problem", lambda: "no Verilator >= 5.036 (test)")
     kind, why = choose_backend("auto")
-    assert kind == "software" and "software" in why and "issue 5" in why
-    with pytest.raises(BackendUnavailable):
-        build_backend("board", SigfuseConfig().fusion.params(), capacity=64, pair_slots=SLOTS)
+    assert kind == "software" and "software reference engine" in why and "no Verilator" in why
+    with pytest.raises(BackendUnavailable, match="--backend sim: the virtual board is not available: no Verilator"):
+        choose_backend("sim")
+    # Verilator present but the build fails: the same, with the build's error.
+    monkeypatch.setattr(simboard, "toolchain_problem", lambda: None)
+
+    def broken(board, *, progress=None):
+        raise RuntimeError("verilator exited with status 1\nmore lines")
+    monkeypatch.setattr(simboard, "prepare_virtual_board", broken)
+    kind, why = choose_backend("auto")
+    assert kind == "software" and "did not build (RuntimeError: verilator exited with status 1)" in why
+    # Toolchain and build fine: the virtual board.
+    monkeypatch.setattr(simboard, "prepare_virtual_board", lambda board, *, progress=None: None)
+    kind, why = choose_backend("auto", board="ulx3s")
+    assert kind == "sim" and "virtual ulx3s" in why
+    assert choose_backend("board")[0] == "board" and choose_backend("software")[0] == "software"
+    with pytest.raises(BackendUnavailable, match="unknown backend"):
+        choose_backend("fpga")
+
+
+def test_board_backend_needs_a_reachable_board(monkeypatch) -> None:
+    monkeypatch.delenv("SIGFUSE_BOARD_URL", raising=False)
+    params = SigfuseConfig().fusion.params()
+    with pytest.raises(BackendUnavailable, match="needs the board's URL"):
+        build_backend("board", params, capacity=64, pair_slots=SLOTS)
+    with pytest.raises(BackendUnavailable, match="--backend board: .*127.0.0.1:9"):
+        build_backend("board", params, capacity=64, pair_slots=SLOTS, url="socket://127.0.0.1:9")
+
+
+def test_a_long_build_is_announced(monkeypatch) -> None:
+    import time as _time
+
+    import sigfuse.sim.board as board_module
+    from sigfuse.orchestrator import simboard
+    heard: list[str] = []
+    monkeypatch.setattr(board_module, "build_board", lambda board: _time.sleep(0.3) or "built")
+    assert simboard.prepare_virtual_board("icebreaker", progress=heard.append, quiet_s=0.05) == "built"
+    assert len(heard) == 2 and "building the virtual icebreaker with Verilator" in heard[0]
+    assert "built in" in heard[1]
+    # A cached build says nothing.
+    heard.clear()
+    monkeypatch.setattr(board_module, "build_board", lambda board: "cached")
+    assert simboard.prepare_virtual_board("icebreaker", progress=heard.append) == "cached" and not heard
 
 
 def test_orchestrator_fails_over_restarts_and_fails_back(tmp_path, seed: int) -> None:
