@@ -50,9 +50,9 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..contract import DropReason
-from ..protocol import (HEADER_BYTES, MAX_REGS, MAX_RESULTS, MAX_SIGNALS, RESULT_RECORD_BYTES,
-                        RESULT_RECORD_LAYOUT, SIGNAL_RECORD_BYTES, AckStatus, ErrorCode,
-                        FrameType, ResultKind)
+from ..protocol import (HEADER_BYTES, MAX_PING_DATA, MAX_REGS, MAX_RESULTS, MAX_SIGNALS,
+                        RESULT_RECORD_BYTES, RESULT_RECORD_LAYOUT, SIGNAL_RECORD_BYTES, AckStatus,
+                        ErrorCode, FrameType, ResultKind)
 from ..regmap import stats_registers
 from .cobs import PacketByteLayout
 from .framing import FrameReadSignature
@@ -247,7 +247,11 @@ class Dispatcher(wiring.Component):
                     last_valid & (cmd_seq != (last_seq + 1)[:8]) & (cmd_seq != last_seq))
                 with m.Switch(cmd_type):
                     with m.Case(FrameType.PING):
-                        reply(FrameType.PONG)
+                        # The PONG repeats the data after the reply prefix: it must fit too.
+                        with m.If(body_len <= MAX_PING_DATA):
+                            reply(FrameType.PONG)
+                        with m.Else():
+                            fail(ErrorCode.BAD_LENGTH, body_len, "frames_bad_length")
                     with m.Case(FrameType.STATS):
                         with m.If(body_len == 0):
                             m.next = "stats_snapshot"

@@ -47,7 +47,7 @@ __all__ = [
     "FrameType", "ErrorCode", "AckStatus", "ResultKind", "REPLY_TYPES", "HEADER_LAYOUT",
     "REPLY_PREFIX", "REG_ADDR_LAYOUT", "REG_ACCESS_LAYOUT", "SIGNAL_RECORD_LAYOUT",
     "RESULT_RECORD_LAYOUT", "ERROR_LAYOUT", "ACK_LAYOUT", "POP_LAYOUT", "SIGNAL_RECORD_BYTES",
-    "RESULT_RECORD_BYTES", "MAX_SIGNALS", "MAX_RESULTS", "MAX_REGS", "record_bytes",
+    "RESULT_RECORD_BYTES", "MAX_SIGNALS", "MAX_RESULTS", "MAX_REGS", "MAX_PING_DATA", "record_bytes",
     "pack_fields", "unpack_fields", "ProtocolError", "FrameError", "BadCobs", "Oversize",
     "Truncated", "BadCrc", "BodyError", "Frame", "encode_frame", "decode_frame", "split_frames",
     "Deframer", "pack_signal", "unpack_signal", "pack_signals", "unpack_signals", "Result",
@@ -201,6 +201,9 @@ MAX_SIGNALS: Final = MAX_BODY // SIGNAL_RECORD_BYTES
 MAX_RESULTS: Final = (MAX_BODY - _PREFIX_BYTES) // RESULT_RECORD_BYTES
 #: Registers per REG_READ or REG_WRITE (a read reply carries address and value of each).
 MAX_REGS: Final = (MAX_BODY - _PREFIX_BYTES) // _REG_ACCESS_BYTES
+#: Data bytes of a PING: its PONG carries the reply prefix and the same bytes, and must fit in
+#: a frame too.  A longer PING is a valid frame that the board answers ERROR BAD_LENGTH.
+MAX_PING_DATA: Final = MAX_BODY - _PREFIX_BYTES
 
 
 def pack_fields(layout: Sequence[Field], values) -> int:
@@ -473,6 +476,9 @@ def unpack_results(data: bytes) -> list[Result]:
 # --- commands (host -> board) -----------------------------------------------------------------
 
 def ping(seq: int, data: bytes = b"") -> Frame:
+    if len(data) > MAX_PING_DATA:
+        raise ValueError(f"ping with at most {MAX_PING_DATA} data bytes (its PONG must fit in a "
+                         f"frame), not {len(data)}")
     return Frame(FrameType.PING, seq, bytes(data))
 
 

@@ -185,6 +185,7 @@ def render_link_header() -> str:
         f"#define SIGFUSE_MAX_SIGNALS {p.MAX_SIGNALS}u",
         f"#define SIGFUSE_MAX_RESULTS {p.MAX_RESULTS}u",
         f"#define SIGFUSE_MAX_REGS {p.MAX_REGS}u",
+        f"#define SIGFUSE_MAX_PING_DATA {p.MAX_PING_DATA}u  /* PING data: its PONG must fit */",
         "",
     ]
     for enum_type, c_name, prefix in ((p.FrameType, "sigfuse_frame_type", "SIGFUSE_FRAME"),

@@ -14,6 +14,13 @@ to it exactly as to a board on a serial port::
 Simulated time stops while the board is idle (the harness blocks instead of spinning), so
 ``uptime_clocks`` counts simulated clocks, not wall time at ``clk_hz``.
 
+Unpaced (the default), a byte enters the core whenever it is ready -- about 4 clocks a byte, far
+faster than a UART.  ``VirtualBoard(..., baud=3_000_000)`` paces both directions at the line
+rate of an 8N1 UART at that baud in *simulated* time (one byte per ``clk_hz * 10 / baud``
+clocks each way), so what a host measures in simulated clocks (``uptime_clocks``, or
+:attr:`BoardSummary.clocks`) is what it would see on the real board at that baud
+(``benchmarks/link.py``).
+
 A model is built once per board and cached (:func:`sigfuse.sim.verilator.build_verilated`);
 :func:`build_board` builds without running, for ``make test`` and the CLI.
 """
@@ -152,12 +159,16 @@ class BoardSummary:
     wall_seconds: float
     #: Clocks per second of the harness's CPU time (on a loaded machine, what a free core gives).
     clocks_per_cpu_second: float
+    #: Line-rate pacing of the link (0: unpaced).
+    baud: int = 0
+    #: Paced: received bytes the core left waiting a whole byte time (a real UART: overruns).
+    bytes_held: int = 0
 
 
 _SUMMARY = re.compile(
     r"stopped after (\d+) clocks, (\d+) bytes in, (\d+) bytes out \(\d+ unsent\), (\d+) link errors,"
     r" (\d+) connections, (\d+) clocks/s simulated while running \(([\d.]+) s of ([\d.]+) s\),"
-    r" (\d+) clocks per CPU second")
+    r" (\d+) clocks per CPU second(?:, paced at (\d+) baud \([\d.]+ clocks per byte, (\d+) bytes held\))?")
 
 
 def parse_summary(text: str) -> BoardSummary | None:
@@ -167,7 +178,8 @@ def parse_summary(text: str) -> BoardSummary | None:
         if match:
             g = match.groups()
             return BoardSummary(line.strip(), int(g[0]), int(g[1]), int(g[2]), int(g[3]), int(g[4]),
-                                float(g[5]), float(g[6]), float(g[7]), float(g[8]))
+                                float(g[5]), float(g[6]), float(g[7]), float(g[8]),
+                                int(g[9] or 0), int(g[10] or 0))
     return None
 
 
@@ -179,17 +191,22 @@ class VirtualBoard:
     :param host: address to listen on; loopback only unless ``allow_remote``.
     :param port: TCP port, 0 for a free one (see :attr:`url`).
     :param harness_args: extra harness options (``--poll-clocks N``, ``--idle-clocks N``).
+    :param baud: pace the link at this baud (8N1) in simulated time, at the board's ``clk_hz``;
+        None: unpaced.
     """
 
     def __init__(self, board: str = "icebreaker", host: str = "127.0.0.1", port: int = 0, *,
                  allow_remote: bool = False, harness_args: Sequence[str] = (),
-                 start_timeout: float = 30.0) -> None:
+                 start_timeout: float = 30.0, baud: int | None = None) -> None:
+        if baud is not None and baud <= 0:
+            raise ValueError(f"baud must be positive, not {baud}")
         self.board = board
         self.host = host
         self.port = port
         self.allow_remote = allow_remote
         self.harness_args = tuple(harness_args)
         self.start_timeout = start_timeout
+        self.baud = baud
         self.build: BoardBuild | None = None
         self.url: str | None = None
         self.summary: BoardSummary | None = None
@@ -220,8 +237,10 @@ class VirtualBoard:
         """The harness command line (after :func:`build_board`)."""
         assert self.build is not None
         listen = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        pacing = (["--baud", str(self.baud), "--clk-hz", str(self.build.parameters.clk_hz)]
+                  if self.baud else [])
         return [str(self.build.executable), "--listen", listen,
-                *(["--allow-remote"] if self.allow_remote else []), *self.harness_args]
+                *(["--allow-remote"] if self.allow_remote else []), *pacing, *self.harness_args]
 
     def start(self) -> "VirtualBoard":
         """Build (cached) and launch the board; returns once it listens (:attr:`url` is set)."""

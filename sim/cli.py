@@ -42,7 +42,8 @@ def cmd_sim_board(args: argparse.Namespace) -> int:
           f"{p.pair_slots} pair slots, {p.queue_capacity}-entry queue, clk_hz {p.clk_hz}",
           file=sys.stderr, flush=True)
 
-    board = VirtualBoard(args.board, host, port, allow_remote=args.allow_remote)
+    board = VirtualBoard(args.board, host, port, allow_remote=args.allow_remote,
+                         baud=args.baud or None)
     # The harness writes its summary straight to our stderr when it stops.
     board.build = build
     stop = {"signal": None}
@@ -99,5 +100,8 @@ def add_sim_command(subparsers: argparse._SubParsersAction) -> argparse.Argument
                        help="where to listen (default 127.0.0.1:0, a free port)")
     board.add_argument("--allow-remote", action="store_true",
                        help="allow a non-loopback listen address (the link has no authentication)")
+    board.add_argument("--baud", type=int, default=0, metavar="BAUD",
+                       help="pace the link at this UART baud (8N1) in simulated time, both "
+                            "directions (default: unpaced, bytes go in whenever the core is ready)")
     board.set_defaults(func=cmd_sim_board)
     return parser

@@ -26,6 +26,7 @@
 #define SIGFUSE_MAX_SIGNALS 17u
 #define SIGFUSE_MAX_RESULTS 12u
 #define SIGFUSE_MAX_REGS 41u
+#define SIGFUSE_MAX_PING_DATA 248u  /* PING data: its PONG must fit */
 
 enum sigfuse_frame_type {
     SIGFUSE_FRAME_PING = 0x01,

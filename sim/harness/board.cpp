@@ -4,6 +4,7 @@
 // on loopback -- the pattern of LiteX's serial2tcp.  No Python runs per clock.
 //
 //   board [--listen HOST:PORT] [--allow-remote] [--poll-clocks N] [--idle-clocks N]
+//         [--baud B --clk-hz F]
 //
 // After listening it prints exactly one line, `socket://HOST:PORT`, to stdout (port 0 picks a
 // free port).  One client at a time: further connections wait in the listen backlog until the
@@ -12,14 +13,26 @@
 // core's own backpressure, then TCP's, pace the sender: nothing is ever lost here); `tx_bytes`
 // is always ready and its bytes go to the client (or nowhere, like a UART with no listener).
 //
-// The socket is polled without blocking every --poll-clocks clocks.  When the board is idle --
+// Pacing (--baud B with --clk-hz F, the core's clock): the link runs at the line rate of an
+// 8N1 UART at B baud *in simulated time* -- a byte enters `rx_bytes` at most once per
+// F * 10 / B clocks, and `tx_bytes` is ready at most once per F * 10 / B clocks (a UART
+// transmitter busy with the previous byte), both directions independently.  The host still
+// sends as fast as TCP lets it; the harness holds its bytes back.  Link benchmarks measure in
+// simulated clocks (uptime_clocks, or the summary), since the simulation runs at roughly real
+// time at best.  A byte the core is not ready for when its slot comes is kept (never lost
+// here); one it leaves waiting for a whole byte time or more counts as `held` in the summary:
+// a real UART would have overrun.
+//
+// The socket is polled without blocking every --poll-clocks clocks while input is waiting,
+// every 64 clocks otherwise, and as soon as a reply has left the core (its transmitter quiet
+// for 16 clocks), so a round trip costs clocks, not slices.  When the board is idle --
 // nothing waiting to enter it and nothing came out for --idle-clocks clocks -- it sleeps in
 // ppoll() until the socket has something, instead of spinning, so an idle virtual board costs
 // no CPU.  Simulated time therefore stops while idle:
 // `uptime_clocks` counts simulated clocks, not wall time at clk_hz.
 //
 // SIGINT/SIGTERM: close the sockets, print a one-line summary to stderr (clocks, bytes in and
-// out, simulated clocks per second while running), exit 0.
+// out, simulated clocks per second while running, the pacing), exit 0.
 //
 // (Verilator escapes the double underscore of Amaranth's port names as ___05F.)
 #include <algorithm>
@@ -65,12 +78,21 @@ struct Options {
     // few dozen clocks, so a slice of a few hundred keeps it under a few percent, while a
     // command's first byte still waits at most one slice.
     uint64_t poll_clocks = 512;
+    // With a client but no input waiting, slices are this short: a command that arrives while
+    // the board waits (not yet idle) is seen within this many clocks, not a whole slice.
+    uint64_t quiet_poll_clocks = 64;
+    // A slice ends once bytes came out of the core and its transmitter then stayed quiet this
+    // long (a reply is complete): the host gets it at once, not at the end of the slice.
+    uint64_t flush_quiet_clocks = 16;
     // Silence (in clocks) after which the board counts as idle.  Far longer than anything the
     // core does unprompted (a stats pass is ~65 clocks, a mask-table refresh ~3000).
     uint64_t idle_clocks = 20000;
     // An idle board sleeps in ppoll() until the socket has something (or a signal comes);
     // the timeout only bounds the sleep, it runs no clocks.
     int idle_timeout_ms = 1000;
+    // Line-rate pacing: 0 = none (bytes enter whenever the core is ready).
+    uint64_t baud = 0;
+    uint64_t clk_hz = 0;
 };
 
 Options parse_options(int argc, char **argv) {
@@ -99,12 +121,19 @@ Options parse_options(int argc, char **argv) {
             options.poll_clocks = std::max<uint64_t>(1, std::strtoull(value().c_str(), nullptr, 10));
         } else if (arg == "--idle-clocks") {
             options.idle_clocks = std::strtoull(value().c_str(), nullptr, 10);
+        } else if (arg == "--baud") {
+            options.baud = std::strtoull(value().c_str(), nullptr, 10);
+        } else if (arg == "--clk-hz") {
+            options.clk_hz = std::strtoull(value().c_str(), nullptr, 10);
         } else if (arg.rfind("+verilator+", 0) == 0) {
             // Verilator's own runtime options.
         } else {
             fail("unknown option " + arg);
         }
     }
+    if (options.baud && !options.clk_hz) fail("--baud needs --clk-hz (the core's clock)");
+    if (options.baud && options.clk_hz * 10 < options.baud)
+        fail("--baud above a tenth of --clk-hz: less than one clock per bit");
     return options;
 }
 
@@ -233,6 +262,23 @@ int main(int argc, char **argv) {
     uint64_t bytes_in = 0, bytes_out = 0, bytes_unsent = 0, link_errors = 0, connections = 0;
     uint64_t last_activity = clocks;
     double running_seconds = 0;
+
+    // Pacing, in units of 1/baud clock so that a byte time of clk_hz * 10 / baud clocks needs
+    // no rounding: a slot is open at clock c when c * baud >= next.  A byte that goes at the
+    // first clock of its slot keeps the exact (fractional) cadence; one that goes later (no
+    // byte waiting, or the core not ready) starts its byte time there.
+    using wide = unsigned __int128;
+    const bool paced = options.baud != 0;
+    const wide byte_time = wide(options.clk_hz) * 10;
+    wide next_rx = 0, next_tx = 0;
+    auto slot_open = [&](wide next) { return !paced || wide(clocks) * options.baud >= next; };
+    auto advance = [&](wide next) {
+        const wide now = wide(clocks) * options.baud;
+        return (now < next + options.baud ? next : now) + byte_time;
+    };
+    // Paced: rx bytes the core left waiting for a byte time or more (a real UART: overrun).
+    uint64_t bytes_held = 0, held_since = 0;
+    bool holding = false;
     const auto started = std::chrono::steady_clock::now();
 
     auto drop_client = [&]() {
@@ -314,24 +360,51 @@ int main(int argc, char **argv) {
             continue;
         }
         const auto slice_start = std::chrono::steady_clock::now();
-        for (uint64_t i = 0; i < options.poll_clocks; ++i) {
-            const bool offer = rx_head < rx_tail;
+        const uint64_t slice = input_pending || client < 0
+                                   ? options.poll_clocks
+                                   : std::min(options.poll_clocks, options.quiet_poll_clocks);
+        bool sent_some = false;
+        uint64_t tx_quiet = 0;
+        for (uint64_t i = 0; i < slice; ++i) {
+            const bool offer = rx_head < rx_tail && slot_open(next_rx);
+            const bool tx_ready = slot_open(next_tx);
             top->rx_bytes___05Fvalid = offer;
             if (offer) top->rx_bytes___05Fpayload = rx[rx_head];
+            top->tx_bytes___05Fready = tx_ready;
             top->eval();
             // Handshakes are decided by the values just before the rising edge.
             const bool accepted = offer && top->rx_bytes___05Fready;
             if (top->tx_bytes___05Fvalid) {
-                if (client >= 0) tx.push_back(uint8_t(top->tx_bytes___05Fpayload));
-                else ++bytes_unsent;
+                // A byte waiting for its transmit slot is activity too: not idle yet.
                 last_activity = clocks;
+                tx_quiet = 0;
+                if (tx_ready) {
+                    sent_some = true;
+                    if (client >= 0) tx.push_back(uint8_t(top->tx_bytes___05Fpayload));
+                    else ++bytes_unsent;
+                    if (paced) next_tx = advance(next_tx);
+                }
+            } else {
+                ++tx_quiet;
+            }
+            if (paced && offer && !accepted && !holding) {
+                holding = true;
+                held_since = clocks;
             }
             link_errors += top->link_error;
+            if (accepted && paced) {
+                next_rx = advance(next_rx);
+                // A UART receiver holds one byte while the next arrives: refused for a whole
+                // byte time, it would have been overwritten.
+                if (holding && wide(clocks - held_since) * options.baud >= byte_time) ++bytes_held;
+                holding = false;
+            }
             edge();
             if (accepted) {
                 ++rx_head;
                 last_activity = clocks;
             }
+            if (sent_some && tx_quiet >= options.flush_quiet_clocks) break;
         }
         running_seconds += seconds_since(slice_start);
         service(0);
@@ -341,15 +414,24 @@ int main(int argc, char **argv) {
     close(listener);
     top->final();
     const double wall = seconds_since(started);
+    std::string pacing = "unpaced";
+    if (paced) {
+        char text[160];
+        std::snprintf(text, sizeof(text), "paced at %llu baud (%.2f clocks per byte, %llu bytes held)",
+                      (unsigned long long)options.baud,
+                      double(options.clk_hz) * 10.0 / double(options.baud),
+                      (unsigned long long)bytes_held);
+        pacing = text;
+    }
     const double cpu = cpu_seconds();
     std::fprintf(stderr,
                  "sigfuse board: stopped after %llu clocks, %llu bytes in, %llu bytes out"
                  " (%llu unsent), %llu link errors, %llu connections, %.0f clocks/s simulated"
-                 " while running (%.3f s of %.3f s), %.0f clocks per CPU second\n",
+                 " while running (%.3f s of %.3f s), %.0f clocks per CPU second, %s\n",
                  (unsigned long long)clocks, (unsigned long long)bytes_in,
                  (unsigned long long)bytes_out, (unsigned long long)bytes_unsent,
                  (unsigned long long)link_errors, (unsigned long long)connections,
                  running_seconds > 0 ? double(clocks) / running_seconds : 0.0, running_seconds,
-                 wall, cpu > 0 ? double(clocks) / cpu : 0.0);
+                 wall, cpu > 0 ? double(clocks) / cpu : 0.0, pacing.c_str());
     return 0;
 }

@@ -304,7 +304,7 @@ def test_c_command_bodies_match_python():
 
 
 def test_noncanonical_cobs_is_oversize(backend):
-    payload = next(q for q in (p.ping(s, bytes([1] * p.MAX_BODY)).payload() for s in range(256)) if 0 not in q)
+    payload = next(q for q in (p.Frame(p.FrameType.PING, s, bytes([1] * p.MAX_BODY)).payload() for s in range(256)) if 0 not in q)
     segment = cobs.encode(payload) + b"\x01"
     assert len(segment) == p.MAX_ENCODED + 1
     with pytest.raises(p.Oversize):

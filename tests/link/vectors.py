@@ -56,8 +56,8 @@ def _frames(rng: random.Random) -> list[dict]:
     frames = [
         ("ping_empty", p.ping(0)),
         ("ping_zeros", p.ping(1, bytes(10))),
-        ("ping_max_body_no_zeros", p.ping(2, bytes(range(1, p.MAX_BODY + 1)))),
-        ("ping_max_body_zeros", p.ping(3, bytes(p.MAX_BODY))),
+        ("ping_max_body_no_zeros", Frame(FrameType.PING, 2, bytes(range(1, p.MAX_BODY + 1)))),
+        ("ping_max_body_zeros", Frame(FrameType.PING, 3, bytes(p.MAX_BODY))),
         ("reg_read_identity", p.reg_read(4, list(range(8)))),
         ("reg_read_max", p.reg_read(5, [0x20 + i % 32 for i in range(p.MAX_REGS)])),
         ("reg_write_params", p.reg_write(6, [(0x20, 11469), (0x2A, 19661), (0x2B, 500000)])),
@@ -92,7 +92,7 @@ def _frames(rng: random.Random) -> list[dict]:
 def _zero_free_payload() -> bytes:
     """A maximal frame (254 bytes) with no zero byte, CRC included."""
     for seq in range(1, 256):
-        payload = p.ping(seq, bytes([1] * p.MAX_BODY)).payload()
+        payload = Frame(FrameType.PING, seq, bytes([1] * p.MAX_BODY)).payload()
         if 0 not in payload:
             return payload
     raise AssertionError("no zero-free payload")  # pragma: no cover
@@ -120,7 +120,7 @@ def _streams(rng: random.Random) -> list[dict]:
         ("truncated_3_bytes", cobs.encode(b"\x01\x02\x03") + b"\x00" + good),
         ("truncated_empty_block", b"\x01\x00" + good),
         ("oversize_256", bytes([0x11] * 256) + b"\x00" + good),
-        ("max_encoded_255_ok", p.ping(9, bytes(range(1, p.MAX_BODY + 1))).encode()),
+        ("max_encoded_255_ok", Frame(FrameType.PING, 9, bytes(range(1, p.MAX_BODY + 1))).encode()),
         ("frame_cut_by_delimiter", good[:5] + b"\x00" + good),
         ("unterminated_tail", good + good[:-1]),
         # COBS allows a final empty block after a full one (FF + 254 bytes + 01); it decodes,
