@@ -249,8 +249,12 @@ class VirtualBoard:
         self.build = build_board(self.board)
         self.summary = None
         self._stderr = b""
+        # A session of its own: a Ctrl-C at the terminal goes to the host, which drains its work
+        # and then stops the board, instead of reaching the board first.  The harness stops by
+        # itself when its parent is gone.
         self._process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         start_new_session=True)
         try:
             self.url = self._read_url()
         except BaseException:

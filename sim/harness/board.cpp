@@ -348,6 +348,12 @@ int main(int argc, char **argv) {
         }
     };
 
+    // A virtual board outlives nobody: when the process that started it is gone (it was
+    // reparented), it stops as on SIGTERM -- no idle boards left behind by a crashed host.
+    // Checked while idle, so it costs nothing per clock.  (Not PR_SET_PDEATHSIG: that fires
+    // when the starting *thread* ends, and hosts start boards from worker threads.)
+    const pid_t parent = getppid();
+
     while (!stop_requested) {
         const bool input_pending = rx_head < rx_tail;
         const bool idle = !input_pending && clocks - last_activity >= options.idle_clocks;
@@ -356,6 +362,7 @@ int main(int argc, char **argv) {
             // Nothing to do, or a client that does not read: sleep until the socket has
             // something.  No clock runs meanwhile: after idle_clocks of silence with no input
             // the core has nothing left to do, and simulated time simply stops.
+            if (getppid() != parent) break;
             service(options.idle_timeout_ms);
             continue;
         }

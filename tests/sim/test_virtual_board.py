@@ -405,3 +405,30 @@ def test_cli_prints_the_url_and_stops_cleanly_on_sigint(build):
     assert process.returncode == 0, err
     assert out == ""
     assert "sigfuse board: stopped after" in err
+
+
+def test_board_stops_when_its_host_dies(build):
+    """A host killed with SIGKILL leaves no virtual board behind: the harness notices that its
+    parent is gone (within its idle poll, 1 s) and exits."""
+    script = ("import sys; from sigfuse.sim.board import VirtualBoard; "
+              "b = VirtualBoard('icebreaker').start(); print(b.pid, flush=True); "
+              "import time; time.sleep(60)")
+    host = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        board_pid = int(host.stdout.readline())
+        os.kill(board_pid, 0)                          # running
+        host.kill()
+        host.wait()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(board_pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(board_pid, signal.SIGKILL)
+            pytest.fail("the virtual board outlived its host by 10 s")
+    finally:
+        if host.poll() is None:
+            host.kill()
