@@ -58,6 +58,10 @@ from sigfuse.link.board import Board
 from sigfuse.sim.board import VirtualBoard, build_board
 from sigfuse.synthetic import synthetic_events
 
+# The same push/pop round-trip measurement as the pcie-sim benchmark (benchmarks/ is on
+# sys.path when this script runs).
+from pcie import round_trips  # noqa: E402
+
 BAUD = 3_000_000
 #: 8N1: a start bit, 8 data bits, a stop bit.
 BITS_PER_BYTE = 10
@@ -144,27 +148,11 @@ def efficiency(board: str, frames: int, *, seed: int, params: FusionParams | Non
 
 # --- round trips (unpaced, wall clock) --------------------------------------------------------
 
-def round_trips(b, batch: int, rounds: int, seed: int) -> dict:
-    signals = _signals(batch * rounds, seed)
-    push, pop = [], []
-    results = 0
-    for r in range(rounds):
-        chunk = signals[r * batch:(r + 1) * batch]
-        start = time.perf_counter()
-        results += len(b.push(chunk))
-        push.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        results += len(b.pop(batch))
-        pop.append(time.perf_counter() - start)
-    return {"batch": batch, "rounds": rounds, "results": results,
-            "push_round_trip": percentiles(push), "pop_round_trip": percentiles(pop)}
-
-
 def latency_virtual_board(board: str, batches: list[int], rounds: int, seed: int) -> dict:
     with VirtualBoard(board) as vb:
         with Board.open(vb.url, timeout=10.0) as b:
             identity = b.identity
-            out = [round_trips(b, n, rounds, seed + i) for i, n in enumerate(batches)]
+            out = [round_trips(b.transport, n, rounds, seed + i) for i, n in enumerate(batches)]
             ping = []
             for _ in range(rounds):
                 start = time.perf_counter()
@@ -182,7 +170,7 @@ def latency_pcie_sim(batches: list[int], rounds: int, seed: int) -> dict:
         with PcieSimModel(Path(tmp) / "bench.bar", pair_slots=64, capacity=256) as model:
             with Board.open(model.url) as b:
                 accessor = getattr(b.transport, "accessor", None)
-                out = [round_trips(b, n, rounds, seed + i) for i, n in enumerate(batches)]
+                out = [round_trips(b.transport, n, rounds, seed + i) for i, n in enumerate(batches)]
     return {"url": "pcie-sim://", "pair_slots": 64, "queue_capacity": 256, "accessor": accessor,
             "round_trips": out}
 
