@@ -193,7 +193,8 @@ _STATS: Final = (
     ("signals_in", StatKind.COUNTER, "signals accepted by the fusion pipeline"),
     ("stale_drops", StatKind.COUNTER, "signals dropped as stale"),
     ("decisions_out", StatKind.COUNTER, "decisions emitted by the fusion pipeline"),
-    ("queue_pushes", StatKind.COUNTER, "decisions pushed into the queue"),
+    ("queue_pushes", StatKind.COUNTER, "decisions pushed into the queue (a push into a full "
+     "queue counts too: it evicts or is rejected)"),
     ("queue_pops", StatKind.COUNTER, "pop requests served (empty pops included)"),
     ("queue_evicted", StatKind.COUNTER, "decisions evicted from the full queue"),
     ("queue_rejected", StatKind.COUNTER, "decisions rejected by the full queue"),

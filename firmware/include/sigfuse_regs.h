@@ -74,7 +74,7 @@
 #define SIGFUSE_REG_SIGNALS_IN 0x004du  /* ro u32, reset 0: signals accepted by the fusion pipeline */
 #define SIGFUSE_REG_STALE_DROPS 0x004eu  /* ro u32, reset 0: signals dropped as stale */
 #define SIGFUSE_REG_DECISIONS_OUT 0x004fu  /* ro u32, reset 0: decisions emitted by the fusion pipeline */
-#define SIGFUSE_REG_QUEUE_PUSHES 0x0050u  /* ro u32, reset 0: decisions pushed into the queue */
+#define SIGFUSE_REG_QUEUE_PUSHES 0x0050u  /* ro u32, reset 0: decisions pushed into the queue (a push into a full queue counts too: it evicts or is rejected) */
 #define SIGFUSE_REG_QUEUE_POPS 0x0051u  /* ro u32, reset 0: pop requests served (empty pops included) */
 #define SIGFUSE_REG_QUEUE_EVICTED 0x0052u  /* ro u32, reset 0: decisions evicted from the full queue */
 #define SIGFUSE_REG_QUEUE_REJECTED 0x0053u  /* ro u32, reset 0: decisions rejected by the full queue */
