@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
+# One pytest worker per core: the Verilator builds and the long simulations overlap instead of
+# queueing (builds are shared between workers through file locks).  PYTEST_XDIST= runs serially.
+PYTEST_XDIST ?= -n auto --dist worksteal
 
 .PHONY: demo test bench doctor venv clean
 
@@ -29,7 +32,7 @@ demo: $(VENV)/.installed
 	$(BIN)/sigfuse demo --duration 20
 
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed
 	$(BIN)/sigfuse bench --json benchmarks/results/reference.json
