@@ -37,7 +37,7 @@ TARGETS = {
                  mhz=150, totals={"LUT4": 83640, "FF": 83640, "BRAM": 208, "DSP": 156}),
 }
 
-_CELL = re.compile(r"^\s+(\d+)\s+\S*\s*(\$?\w+)\s*$", re.M)
+_CELL = re.compile(r"^\s+(\d+)\s+(\$?\w+)\s*$", re.M)
 
 
 def _summarize(cells: dict[str, int]) -> dict[str, int]:
@@ -80,13 +80,13 @@ def run_target(name: str, ram_style: str | None) -> dict:
             log = work / "pnr.log"
             run = subprocess.run([which_tool(t["nextpnr"]), *t["device"], "--out-of-context",
                                   "--json", "top.json", "--freq", str(t["mhz"]),
-                                  "--timing-allow-fail", "-l", str(log)],
+                                  "--timing-allow-fail", "-l", "pnr.log"],
                                  cwd=work, capture_output=True, text=True)
             text = log.read_text() if log.exists() else run.stderr
             fmax = re.findall(r"Max frequency for clock\s+'[^']*':\s+([\d.]+) MHz", text)
             result["fmax_mhz"] = float(fmax[-1]) if fmax else None
             if run.returncode:
-                result["pnr_error"] = text.strip().splitlines()[-1:]
+                result["pnr_error"] = [l for l in text.splitlines() if "ERROR" in l][-3:] or text.strip().splitlines()[-3:]
     result["meets_target"] = bool(result["fmax_mhz"] and result["fmax_mhz"] >= t["mhz"])
     result["seconds"] = round(time.monotonic() - started, 1)
     return result
