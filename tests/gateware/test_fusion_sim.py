@@ -24,6 +24,9 @@ from sigfuse.gateware.fusion import (LATENCY, STALE_LATENCY, FusionPipeline, Mas
                                      refresh_clocks)
 from sigfuse.gateware.fusion_params import config_const, mask_entries
 from sigfuse.gateware.layouts import pack, unpack
+# The parameter generators are the cocotb bench's (sim/fusion/model.py): one definition of
+# "parameters that put the edges within reach" for both simulators.
+from sigfuse.sim.fusion.model import boundary_params, random_params
 
 SEEDS = [int(os.environ["SIGFUSE_SEED"])] if "SIGFUSE_SEED" in os.environ else [1, 2, 3]
 #: The iCE40UP5K size: small enough that random pairs collide (forwarding) all the time.
@@ -115,42 +118,6 @@ def coverage(stim: Stimulus, pair_slots: int = PAIR_SLOTS) -> dict[str, int]:
             cov["quorum_eq"] += p.mask_table()[mask].weight_sum == p.quorum
         previous = sig
     return cov
-
-
-def random_params(rng: random.Random) -> FusionParams:
-    """Parameters that put threshold, quorum, TTL and cooldown edges within reach."""
-    style = rng.randrange(4)
-    if style == 0:      # power-of-two and equal weights: exact ties and exact divisions
-        weights = [rng.choice((0, 1 << 12, 1 << 13, 1 << 14, 1 << 15)) for _ in range(SOURCE_SLOTS)]
-    elif style == 1:    # all equal
-        weights = [rng.choice((1, 0x1000, 0x2AAB, CONF_ONE))] * SOURCE_SLOTS
-    else:
-        weights = [rng.choice((0, rng.randint(0, CONF_ONE), rng.randint(1, 64)))
-                   for _ in range(SOURCE_SLOTS)]
-    ttl = rng.choice((0, 1, rng.randint(2, 40), rng.randint(40, 400), DURATION_MAX,
-                      rng.randint(1 << 20, DURATION_MAX)))
-    cooldown = rng.choice((0, 1, rng.randint(2, 60), rng.randint(60, 600), DURATION_MAX))
-    q15 = lambda: rng.choice((0, 1, CONF_ONE // 2, CONF_ONE - 1, CONF_ONE,  # noqa: E731
-                              rng.randint(0, CONF_ONE), rng.randint(0, CONF_ONE)))
-    # M/T lands exactly on θ = 1, 3/4, 1/2 with equal products (unanimity, 3 of 4, ...).
-    theta = rng.choice((CONF_ONE, CONF_ONE * 3 // 4, CONF_ONE // 2, q15(), q15()))
-    # W_A lands exactly on the quorum when it is the sum of some weights.
-    subset = sum(w for w in weights if rng.random() < 0.4)
-    quorum = rng.choice((subset if subset <= CONF_ONE else q15(), q15()))
-    boost = [rng.choice((rng.randint(0, BOOST_MAX), 1 << 14, BOOST_MAX,
-                         rng.randint(1 << 14, 1 << 15))) for _ in range(SOURCE_SLOTS)]
-    return FusionParams(weights=tuple(weights), consensus_threshold=theta, quorum=quorum,
-                        min_confidence=rng.choice((0, rng.randint(0, CONF_ONE), CONF_ONE // 2)),
-                        vote_ttl_us=ttl, cooldown_us=cooldown, boost=tuple(boost))
-
-
-def boundary_params(rng: random.Random) -> FusionParams:
-    """Four equal power-of-two weights: with full confidences M/T is k/4 and W_A is k/4 of the
-    total, so the threshold (3/4 or 1) and the quorum are met with equality all the time."""
-    return FusionParams(weights=(1 << 13,) * 4 + (0,) * 4,
-                        consensus_threshold=rng.choice((CONF_ONE * 3 // 4, CONF_ONE)),
-                        quorum=rng.choice((1 << 13, 1 << 14, 3 << 13)), min_confidence=0,
-                        vote_ttl_us=rng.randint(10, 40), cooldown_us=rng.randint(0, 20))
 
 
 def random_stimulus(rng: random.Random, signals: int, *, phases: int = 4,
