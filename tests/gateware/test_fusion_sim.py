@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import pytest
 from amaranth.sim import DomainReset, Simulator
 
-from sigfuse.contract import (BOOST_MAX, CONF_ONE, DECISION_LAYOUT, DURATION_MAX, EDGE_MAX,
+from sigfuse.contract import (CONF_ONE, DECISION_LAYOUT, DURATION_MAX, EDGE_MAX,
                               EDGE_MIN, SIGNAL_LAYOUT, SOURCE_SLOTS, TS_MAX, Decision,
                               FusionParams, Signal)
 from sigfuse.fusion import FusionEngine
