@@ -25,7 +25,7 @@ from sigfuse import protocol as p
 from sigfuse.contract import (DecisionEmitted, DropReason, Dropped, FusionParams, Popped,
                               Signal)
 from sigfuse.engine import ReferenceEngine
-from sigfuse.gateware.core import SigfuseCore
+from sigfuse.gateware.core import build_id
 from sigfuse.protocol import AckStatus, FrameType, ResultKind
 from sigfuse.regmap import MAGIC, REGISTERS, VERSION
 from sigfuse.synthetic import synthetic_events
@@ -186,7 +186,7 @@ def test_identity_registers(board):
                             "queue_capacity", "uart_divisor", "max_frame"])
     params = board.parameters
     assert identity == {
-        "magic": MAGIC, "version": VERSION, "build_id": SigfuseCore(params).build_id,
+        "magic": MAGIC, "version": VERSION, "build_id": build_id(params),
         "clk_hz": 48_000_000, "pair_slots": 16, "queue_capacity": 32, "uart_divisor": 0,
         "max_frame": p.MAX_FRAME}
     assert board.build_id == identity["build_id"]
