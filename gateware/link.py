@@ -1,36 +1,13 @@
 """The board's link, assembled: UART PHY, deframer, dispatcher, register file, framer.
 
 :class:`LinkCore` is what a board top instantiates next to the fusion pipeline and the queue.
-Its datapath ports are the dispatcher's (see :mod:`.dispatcher` for the contract); the top
-connects them, the fusion ``config`` stream and the stats strobes::
-
-    m.submodules.link = link = LinkCore(divisor=4, pair_slots=16, queue_capacity=32, ...)
-    m.submodules.fusion = fusion = FusionPipeline(16)
-    m.submodules.queue = queue = PriorityQueue(32)
-    wiring.connect(m, link.signals, fusion.signals)
-    wiring.connect(m, link.config, fusion.config)
-    wiring.connect(m, fusion.decisions, queue.push)      # queue.push is always ready
-    wiring.connect(m, link.pop, queue.pop)
-    wiring.connect(m, queue.popped, link.popped)
-    events = link.datapath_events
-    m.d.comb += [
-        link.decisions.valid.eq(fusion.decisions.valid & queue.push.ready),
-        link.decisions.payload.eq(fusion.decisions.payload),
-        link.stale.valid.eq(fusion.stale.valid), link.stale.payload.eq(fusion.stale.payload),
-        link.drops.valid.eq(queue.drop.valid), link.drops.payload.eq(queue.drop.payload),
-        link.gauges.queue_occupancy.eq(queue.occupancy),
-        link.gauges.queue_high_water.eq(queue.high_water),
-        events.signals_in.eq(fusion.signals.valid & fusion.signals.ready),
-        events.stale_drops.eq(fusion.stale.valid),
-        events.decisions_out.eq(fusion.decisions.valid & fusion.decisions.ready),
-        events.queue_pushes.eq(queue.push.valid & queue.push.ready),
-        events.queue_pops.eq(queue.pop.valid & queue.pop.ready),
-        events.queue_evicted.eq(queue.drop.valid & (queue.drop.payload.reason == DropReason.EVICTED)),
-        events.queue_rejected.eq(queue.drop.valid & (queue.drop.payload.reason == DropReason.REJECTED)),
-    ]
+Its datapath ports are the dispatcher's (see :mod:`.dispatcher` for the contract); the product
+core, :class:`~.core.SigfuseCore`, makes the connections -- the pipeline's and the queue's
+streams, the ``config`` stream, the result taps and the stats strobes -- and is the one place
+they are written down.
 
 ``settle_clocks`` must be at least the pipeline's ``LATENCY`` + 2 (the default 16 is).
-``tests/link/test_link_sim.py`` makes exactly these connections against the real blocks.
+``tests/link/test_link_sim.py`` elaborates the product core, so ``wiring.connect`` checks them.
 
 With ``divisor=None`` the UART is left out and the link has byte streams (``rx_bytes``,
 ``tx_bytes``) instead of pins: for simulation at byte level and for other PHYs.

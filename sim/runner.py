@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence
 
 __all__ = ["SIMULATORS", "simulator_missing", "BuildError", "TestFailure", "TestRun",
-           "build_dir_root", "build", "build_and_test"]
+           "build_dir_root", "build", "build_and_test", "run_cocotb_case"]
 
 #: Simulators the runner knows, and the executable each one needs.
 SIMULATORS = {"verilator": "verilator", "icarus": "iverilog"}
@@ -298,3 +298,19 @@ def build_and_test(top_name: str, verilog_source_fn: Callable[[], str], test_mod
 
 if sys.platform == "win32":  # pragma: no cover - fcntl is POSIX-only, like cocotb's runners
     raise ImportError("sigfuse.sim.runner needs a POSIX system")
+
+
+def run_cocotb_case(top_name: str, verilog_source_fn: Callable[[], str], test_module: str, *,
+                    simulator: str, testcase: str | None, seed: int,
+                    extra_env: Mapping[str, str] | None = None) -> TestRun:
+    """What a pytest test of a cocotb bench does: skip (with the reason) when ``simulator`` is
+    missing, print the seed, build and run, and fail unless a test ran and none failed."""
+    import pytest
+    missing = simulator_missing(simulator)
+    if missing:
+        pytest.skip(f"{simulator}: {missing}")
+    print(f"seed={seed} simulator={simulator} testcase={testcase or 'all'}")
+    result = build_and_test(top_name, verilog_source_fn, test_module, testcase=testcase,
+                            seed=seed, simulator=simulator, extra_env=extra_env)
+    assert result.tests >= 1 and not result.failed
+    return result

@@ -14,7 +14,7 @@ import os
 import pytest
 
 from sigfuse.gateware.fusion import verilog_source
-from sigfuse.sim.runner import build_and_test, simulator_missing
+from sigfuse.sim.runner import run_cocotb_case
 
 PAIR_SLOTS = 16               # the iCE40UP5K build: a small model, and random pairs collide
 TOP = "fusion_pipeline"
@@ -28,14 +28,8 @@ def _verilog() -> str:
 
 
 def _run(simulator: str, testcase: str | None):
-    missing = simulator_missing(simulator)
-    if missing:
-        pytest.skip(f"{simulator}: {missing}")
-    print(f"seed={SEED} simulator={simulator} testcase={testcase or 'all'}")
-    result = build_and_test(TOP, _verilog, MODULE, testcase=testcase, seed=SEED,
-                            simulator=simulator,
-                            extra_env={"SIGFUSE_FUSION_PAIR_SLOTS": str(PAIR_SLOTS)})
-    assert result.tests >= 1 and not result.failed
+    run_cocotb_case(TOP, _verilog, MODULE, simulator=simulator, testcase=testcase, seed=SEED,
+                    extra_env={"SIGFUSE_FUSION_PAIR_SLOTS": str(PAIR_SLOTS)})
 
 
 @pytest.mark.parametrize("testcase", ["test_random_streams", "test_back_to_back_same_pair",

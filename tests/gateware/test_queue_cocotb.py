@@ -14,7 +14,7 @@ import os
 import pytest
 
 from sigfuse.gateware.queue import verilog_source
-from sigfuse.sim.runner import build_and_test, simulator_missing
+from sigfuse.sim.runner import run_cocotb_case
 
 CAPACITY = 32                 # the iCE40UP5K build
 TOP = "priority_queue"
@@ -28,14 +28,8 @@ def _verilog() -> str:
 
 
 def _run(simulator: str, testcase: str | None):
-    missing = simulator_missing(simulator)
-    if missing:
-        pytest.skip(f"{simulator}: {missing}")
-    print(f"seed={SEED} simulator={simulator} testcase={testcase or 'all'}")
-    result = build_and_test(TOP, _verilog, MODULE, testcase=testcase, seed=SEED,
-                            simulator=simulator,
-                            extra_env={"SIGFUSE_QUEUE_CAPACITY": str(CAPACITY)})
-    assert result.tests >= 1 and not result.failed
+    run_cocotb_case(TOP, _verilog, MODULE, simulator=simulator, testcase=testcase, seed=SEED,
+                    extra_env={"SIGFUSE_QUEUE_CAPACITY": str(CAPACITY)})
 
 
 @pytest.mark.parametrize("testcase", ["test_random_traffic", "test_back_to_back_pops",

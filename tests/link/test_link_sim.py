@@ -469,45 +469,25 @@ def test_parameter_set_is_offered_once_per_frame():
 # --- agreement with the datapath ports --------------------------------------------------------
 
 def test_ports_agree_with_the_fusion_pipeline_and_the_queue():
-    """The connections of LinkCore's docstring, made with ``wiring.connect`` (which checks every
-    member's direction and shape) against the real pipeline and queue."""
-    from amaranth.hdl import Module
-    from amaranth.lib import wiring
-
+    """The product core makes the link's connections with ``wiring.connect`` (which checks every
+    member's direction and shape) against the real pipeline and queue; elaborate it."""
     from sigfuse.gateware import fusion, fusion_params, queue
+    from sigfuse.gateware.core import CoreParameters, SigfuseCore
     from sigfuse.gateware.dispatcher import DropLayout, PoppedLayout
     from sigfuse.gateware.link import LinkCore
 
     assert FusionConfigLayout == fusion_params.FusionConfigLayout
     assert PoppedLayout == queue.PoppedLayout and DropLayout == queue.DropLayout
-    m = Module()
-    m.submodules.link = link = LinkCore(divisor=4, pair_slots=16, queue_capacity=32)
-    m.submodules.fusion = pipeline = fusion.FusionPipeline(16)
-    m.submodules.queue = q = queue.PriorityQueue(32)
-    wiring.connect(m, link.signals, pipeline.signals)
-    wiring.connect(m, link.config, pipeline.config)
-    wiring.connect(m, pipeline.decisions, q.push)
-    wiring.connect(m, link.pop, q.pop)
-    wiring.connect(m, q.popped, link.popped)
-    events = link.datapath_events
-    m.d.comb += [
-        link.decisions.valid.eq(pipeline.decisions.valid & q.push.ready),
-        link.decisions.payload.eq(pipeline.decisions.payload),
-        link.stale.valid.eq(pipeline.stale.valid), link.stale.payload.eq(pipeline.stale.payload),
-        link.drops.valid.eq(q.drop.valid), link.drops.payload.eq(q.drop.payload),
-        link.gauges.queue_occupancy.eq(q.occupancy), link.gauges.queue_high_water.eq(q.high_water),
-        events.signals_in.eq(pipeline.signals.valid & pipeline.signals.ready),
-        events.stale_drops.eq(pipeline.stale.valid),
-        events.decisions_out.eq(pipeline.decisions.valid & pipeline.decisions.ready),
-        events.queue_pushes.eq(q.push.valid & q.push.ready),
-        events.queue_pops.eq(q.pop.valid & q.pop.ready),
-        events.queue_evicted.eq(q.drop.valid & (q.drop.payload.reason == DropReason.EVICTED)),
-        events.queue_rejected.eq(q.drop.valid & (q.drop.payload.reason == DropReason.REJECTED)),
-    ]
+    link = LinkCore(divisor=4, pair_slots=16, queue_capacity=32)
+    pipeline = fusion.FusionPipeline(16)
+    q = queue.PriorityQueue(32)
     assert link.settle_clocks >= fusion.LATENCY + 2
     assert link.stale.payload.shape() == pipeline.stale.payload.shape()
     assert link.drops.payload.shape() == q.drop.payload.shape()
     assert link.decisions.payload.shape() == pipeline.decisions.payload.shape()
-    Fragment.get(m, None)
+    for unused in (link, pipeline, q):
+        unused._MustUse__silence = True
+    Fragment.get(SigfuseCore(CoreParameters(pair_slots=16, queue_capacity=32, clk_hz=0,
+                                            uart_divisor=4)), None)
     assert set(StatsEventsLayout.members) >= {"signals_in", "queue_pushes"}
     assert set(GaugesLayout.members) == {"queue_occupancy", "queue_high_water"}
