@@ -46,7 +46,6 @@ from sigfuse.sim.board import VirtualBoard, build_board
 from sigfuse.synthetic import synthetic_events
 
 UART_BYTES_PER_S = 300_000   # 3 Mbaud, 8N1
-REAL_CLK_HZ = {"icebreaker": 48_000_000, "ulx3s": 150_000_000}
 
 
 def _connect(url: str) -> socket.socket:
@@ -173,7 +172,7 @@ def main(argv=None) -> int:
               f"{time.perf_counter() - t:.1f} s", file=sys.stderr)
         result = {
             "parameters": dataclasses.asdict(build.parameters),
-            "real_clk_hz": REAL_CLK_HZ[board],
+            "real_clk_hz": build.parameters.clk_hz,   # the board's sync clock
             "free_running": free_running(board, args.seconds),
             "pipelined": stream(board, frames, None),
             "two_in_flight": stream(board, frames, 2),

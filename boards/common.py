@@ -81,6 +81,11 @@ class BoardSpec:
     bitstream_suffix: str
     #: Extra board wiring (e.g. strapping pins that would otherwise reset the FPGA).
     fixups: Callable[[Platform, Module], None] | None = field(default=None, compare=False)
+    #: The core ``sigfuse build`` puts on this board unless told otherwise (a name of
+    #: :data:`sigfuse.build.CORES`): the product where it fits, else the UART-echo stand-in.
+    default_core: str = "product"
+    #: Why the default is not the product core (said when the default is built).
+    default_core_note: str = ""
 
 
 BOARD_NAMES = ("icebreaker", "ulx3s")

@@ -116,4 +116,7 @@ BOARD = BoardSpec(
     heartbeat_led=("led_g", 0),
     link_error_led=("led_r", 0),
     bitstream_suffix=".bin",
+    default_core="echo",
+    default_core_note=("the product core does not fit the iCE40UP5K yet (README, 'Not yet done'); "
+                       "building the UART-echo stand-in"),
 )

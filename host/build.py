@@ -11,7 +11,8 @@ step shows progress and its log is kept:
    are left out of the RTLIL so the key does not depend on where the checkout lives) plus the
    version of each tool the plan runs.  An entry holds the bitstream, its SHA-256, the report and
    the logs; an entry whose bitstream does not match its hash, or whose report is missing or
-   unreadable, is deleted and rebuilt, never used.
+   unreadable, is deleted and rebuilt, never used.  Builds of one key take a lock file in the
+   cache first, so two at once (two terminals, two test workers) run the tools once.
 3. **Run** -- Yosys, nextpnr, the packer; YoWASP builds unless ``SIGFUSE_TOOLCHAIN=system``
    (:func:`sigfuse.toolchain.yowasp_env`).
 4. **Report** -- ``<out>/report.json``: Fmax per clock against its constraint, LUT/FF/BRAM/DSP
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import hashlib
 import importlib
 import importlib.metadata
@@ -44,7 +46,8 @@ __all__ = ["BuildError", "TimingError", "BuildResult", "BuildStats", "STATS", "D
            "DESIGN_NAME", "REPORT_FORMAT", "build", "cache_root", "load_core_factory",
            "add_build_command", "cmd_build"]
 
-#: The core ``sigfuse build`` puts on the board unless ``--top`` names another.
+#: The UART-echo stand-in core (it validates the tool flow and the board's UART; boards where
+#: the product core does not fit build it by default, see ``BoardSpec.default_core``).
 DEFAULT_CORE = "sigfuse.boards.common:UartEchoCore"
 #: Short names for ``--top``.
 CORES = {"echo": DEFAULT_CORE, "product": "sigfuse.gateware.core:product_core"}
@@ -455,14 +458,15 @@ def _publish(entry: Path, out_dir: Path, suffix: str, report: dict[str, Any],
 
 # --- the build -----------------------------------------------------------------------------------
 
-def build(board_name: str, *, core: str | Callable[..., Any] = DEFAULT_CORE,
+def build(board_name: str, *, core: str | Callable[..., Any] | None = None,
           out_dir: Path | str | None = None, cache_dir: Path | str | None = None,
           env: Mapping[str, str] | None = None, progress: bool = True,
           console: Any = None, use_cache: bool = True,
           sync_hz: int | None = None) -> BuildResult:
     """Build (or fetch from the cache) the bitstream of ``core`` on ``board_name``.
 
-    :param core: a core factory, or its ``module:attribute`` path.
+    :param core: a core factory, its ``module:attribute`` path or a name of :data:`CORES`
+        (default: the board's ``default_core`` -- the product core where it fits).
     :param out_dir: where the bitstream, logs and ``report.json`` go (``build/<board>``).
     :param cache_dir: cache root (default :func:`cache_root`).
     :param env: base environment for the tools (default ``os.environ``).
@@ -476,13 +480,17 @@ def build(board_name: str, *, core: str | Callable[..., Any] = DEFAULT_CORE,
         board = get_board(board_name)
     except KeyError as error:
         raise BuildError(error.args[0]) from None
+    display = _Progress(board.name, console, progress)
+    if core is None:
+        core = board.default_core
+        if board.default_core_note:
+            display.say(board.default_core_note)
     if isinstance(core, str):
         core = CORES.get(core, core)
     factory = load_core_factory(core) if isinstance(core, str) else core
     out = Path(out_dir) if out_dir is not None else Path("build") / board.name
     root = Path(cache_dir) if cache_dir is not None else cache_root()
     tool_env = _build_env(env)
-    display = _Progress(board.name, console, progress)
     report_name = f"{DESIGN_NAME}.report.json"
 
     plan, top = _prepare_plan(board, factory, report_name, sync_hz)
@@ -494,8 +502,28 @@ def build(board_name: str, *, core: str | Callable[..., Any] = DEFAULT_CORE,
         {"format": REPORT_FORMAT, "digest": digest, "toolchain": versions}, sort_keys=True,
     ).encode()).hexdigest()[:32]
     suffix = board.bitstream_suffix
-    entry = root / board.name / key
+    # Two builds of one design (two terminals, two test workers) wait for each other instead
+    # of running the tools twice: the second one finds the first one's entry.
+    with _key_lock(root / board.name, key):
+        return _build_locked(board, plan, top, commands, family, versions, digest, key, root,
+                             out, tool_env, display, report_name, use_cache)
 
+
+@contextlib.contextmanager
+def _key_lock(folder: Path, key: str):
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f".lock-{key}", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _build_locked(board, plan, top, commands, family, versions, digest, key, root, out, tool_env,
+                  display, report_name, use_cache) -> BuildResult:
+    suffix = board.bitstream_suffix
+    entry = root / board.name / key
     if use_cache and entry.exists():
         problem = _entry_problem(entry, key, suffix)
         if problem is None:
@@ -579,9 +607,10 @@ def add_build_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
                     "for the system's yosys/nextpnr), reuse a cached one when the design and tools "
                     "are unchanged, and write <out>/report.json.  Exit status 2 when timing fails.")
     parser.add_argument("--board", required=True, choices=BOARD_NAMES)
-    parser.add_argument("--top", default="echo", metavar="NAME|MODULE:FACTORY",
-                        help="core put on the board: 'echo' (the UART-echo stand-in, default), "
-                             "'product' (link + fusion + queue), or a core factory")
+    parser.add_argument("--top", metavar="NAME|MODULE:FACTORY",
+                        help="core put on the board: 'product' (link + fusion + queue; the "
+                             "default where it fits: ULX3S), 'echo' (the UART-echo stand-in; the "
+                             "iCEBreaker's default), or a core factory")
     parser.add_argument("--sync-mhz", type=float, metavar="MHZ",
                         help="datapath clock to build for (default: the board's)")
     parser.add_argument("--out", metavar="DIR", help="output folder (default build/<board>)")

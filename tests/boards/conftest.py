@@ -3,8 +3,10 @@
 * ``fake_time`` -- pyspiflash sleeps its *typical* operation time between status polls (1 s per
   64 KiB erase); against the simulated flash the clock is simulated too, so a flash test takes
   milliseconds and still exercises every timeout path.
-* ``board_build`` -- one real build per board per test session, through :func:`sigfuse.build.build`
-  with the user's cache (``SIGFUSE_CACHE_DIR`` overrides it), so repeated test runs are cache hits.
+* ``board_build`` -- one real build per board and core per test session, through
+  :func:`sigfuse.build.build` with the user's cache (``SIGFUSE_CACHE_DIR`` overrides it), so
+  repeated test runs are cache hits; two workers asking for one design wait for each other
+  (``build`` locks each cache key).
 """
 
 from __future__ import annotations
@@ -80,14 +82,15 @@ def ice40_image() -> bytes:
 
 
 @pytest.fixture(scope="session")
-def board_build(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], BuildResult]:
-    """``board_build(board)``: the session's build of the stand-in core for that board."""
-    results: dict[str, BuildResult] = {}
+def board_build(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., BuildResult]:
+    """``board_build(board, core=None)``: the session's build of ``core`` (default: the board's
+    default core -- the product on the ULX3S, the stand-in on the iCEBreaker) for that board."""
+    results: dict[tuple[str, str | None], BuildResult] = {}
 
-    def get(board: str) -> BuildResult:
-        if board not in results:
-            out: Path = tmp_path_factory.mktemp(f"build-{board}")
-            results[board] = build(board, out_dir=out, progress=False)
-        return results[board]
+    def get(board: str, core: str | None = None) -> BuildResult:
+        if (board, core) not in results:
+            out: Path = tmp_path_factory.mktemp(f"build-{board}-{core or 'default'}")
+            results[board, core] = build(board, core=core, out_dir=out, progress=False)
+        return results[board, core]
 
     return get

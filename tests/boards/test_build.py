@@ -1,7 +1,9 @@
 """``sigfuse build``: real bitstreams for both boards through :func:`sigfuse.build.build`.
 
-One build per board per session (``board_build``); whether a tool ran is read from
-:data:`sigfuse.build.STATS`, never from timing.
+One build per board and core per session (``board_build``): each board's default core (the
+product core on the ULX3S, the UART-echo stand-in on the iCEBreaker, where the product does not
+fit), and the stand-in for the cache mechanics, which a rebuild exercises.  Whether a tool ran
+is read from :data:`sigfuse.build.STATS`, never from timing.
 """
 
 import argparse
@@ -39,6 +41,11 @@ def test_report(board: str, board_build) -> None:
         assert 0 <= usage["used"] <= usage["available"]
     assert report["utilization"]["lut"]["used"] > 50 and report["utilization"]["ff"]["used"] > 50
     assert report["utilization"]["pll"]["used"] == 1
+    if get_board(board).default_core == "product":
+        # The whole datapath is there: the fusion pipeline's multipliers, the queue's payload
+        # RAM and the link's buffers.
+        assert report["utilization"]["dsp"]["used"] > 0 and report["utilization"]["bram"]["used"] > 0
+        assert report["utilization"]["lut"]["used"] > 10_000
     data = result.bitstream.read_bytes()
     assert report["bitstream"]["bytes"] == len(data) and result.bitstream.suffix == get_board(board).bitstream_suffix
     assert set(report["toolchain"]) >= {"yosys", "amaranth"}
@@ -58,7 +65,7 @@ def test_icebreaker_bitstream_boots_the_simulated_board(board_build, fake_time) 
 def test_second_build_is_a_cache_hit(board: str, board_build, tmp_path: Path) -> None:
     first = board_build(board)
     runs, hits = STATS.toolchain_runs, STATS.cache_hits
-    again = build(board, out_dir=tmp_path, progress=False)
+    again = build(board, core=get_board(board).default_core, out_dir=tmp_path, progress=False)
     assert again.cached and again.cache_key == first.cache_key
     assert STATS.toolchain_runs == runs and STATS.cache_hits == hits + 1
     assert again.bitstream.read_bytes() == first.bitstream.read_bytes()
@@ -67,7 +74,7 @@ def test_second_build_is_a_cache_hit(board: str, board_build, tmp_path: Path) ->
 
 @pytest.mark.parametrize("board", BOARD_NAMES)
 def test_corrupt_cache_entry_is_rebuilt(board: str, board_build, tmp_path: Path) -> None:
-    first = board_build(board)
+    first = board_build(board, "echo")
     cache = tmp_path / "cache"
     entry = cache / board / first.cache_key
     shutil.copytree(first.cache_entry, entry)
@@ -77,18 +84,49 @@ def test_corrupt_cache_entry_is_rebuilt(board: str, board_build, tmp_path: Path)
     bitstream.write_bytes(bytes(data))
 
     runs, events = STATS.toolchain_runs, len(STATS.events)
-    rebuilt = build(board, cache_dir=cache, out_dir=tmp_path / "out", progress=False)
+    rebuilt = build(board, core="echo", cache_dir=cache, out_dir=tmp_path / "out", progress=False)
     assert not rebuilt.cached and STATS.toolchain_runs == runs + 1
     assert STATS.events[events:] == [(board, "cache_corrupt", first.cache_key),
                                      (board, "built", first.cache_key)]
     # The flow is deterministic: the rebuild is the same bitstream, and the entry is sound again.
     assert rebuilt.bitstream.read_bytes() == first.bitstream.read_bytes()
     assert _entry_problem(entry, first.cache_key, first.bitstream.suffix) is None
-    assert build(board, cache_dir=cache, out_dir=tmp_path / "again", progress=False).cached
+    assert build(board, core="echo", cache_dir=cache, out_dir=tmp_path / "again",
+                 progress=False).cached
+
+
+def test_concurrent_builds_of_one_design_run_the_tools_once(tmp_path: Path) -> None:
+    """Two builds of the same design into an empty cache: the second waits on the key's lock
+    and takes the first one's entry (one toolchain run, one cache hit)."""
+    import threading
+    cache = tmp_path / "cache"
+    events = len(STATS.events)
+    results: dict[int, object] = {}
+
+    def run(index: int) -> None:
+        try:
+            results[index] = build("icebreaker", core="echo", cache_dir=cache,
+                                   out_dir=tmp_path / f"out{index}", progress=False)
+        except BaseException as error:  # reported below, in the test's thread
+            results[index] = error
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    first, second = results[0], results[1]
+    assert not isinstance(first, BaseException), first
+    assert not isinstance(second, BaseException), second
+    assert sorted([first.cached, second.cached]) == [False, True]
+    assert first.cache_key == second.cache_key
+    assert first.bitstream.read_bytes() == second.bitstream.read_bytes()
+    mine = [kind for board, kind, key in STATS.events[events:] if key == first.cache_key]
+    assert sorted(mine) == ["built", "cache_hit"]
 
 
 def test_every_kind_of_damaged_entry_is_detected(board_build, tmp_path: Path) -> None:
-    first = board_build("icebreaker")
+    first = board_build("icebreaker", "echo")
     suffix = first.bitstream.suffix
 
     def damaged(name: str, change) -> str | None:
@@ -154,12 +192,17 @@ def _build_cli(argv: list[str]) -> argparse.Namespace:
 
 
 def test_cli(board_build, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    first = board_build("icebreaker")
+    first = board_build("icebreaker", "echo")
     args = _build_cli(["build", "--board", "icebreaker", "--out", str(tmp_path)])
-    assert args.top == "echo" and CORES["echo"] == "sigfuse.boards.common:UartEchoCore"
+    assert args.top is None and CORES["echo"] == "sigfuse.boards.common:UartEchoCore"
     assert args.func(args) == 0
-    assert capsys.readouterr().out.strip() == str(tmp_path / "sigfuse.bin")
+    output = capsys.readouterr()
+    # The iCEBreaker's default is the stand-in, and the build says why.
+    assert output.out.strip() == str(tmp_path / "sigfuse.bin")
+    assert "does not fit the iCE40UP5K" in output.err
     assert (tmp_path / "sigfuse.bin").read_bytes() == first.bitstream.read_bytes()
+    named = _build_cli(["build", "--board", "icebreaker", "--top", "echo", "--out", str(tmp_path)])
+    assert named.func(named) == 0 and "does not fit" not in capsys.readouterr().err
     bad = _build_cli(["build", "--board", "icebreaker", "--top", "sigfuse.boards.common:Nope"])
     with pytest.raises(BuildError, match="has no Nope"):
         bad.func(bad)
@@ -171,9 +214,10 @@ def test_progress_lines_without_a_terminal(board_build, tmp_path: Path) -> None:
     import io
 
     from rich.console import Console
-    board_build("ulx3s")
+    board_build("ulx3s", "echo")
     out = io.StringIO()
-    build("ulx3s", out_dir=tmp_path, console=Console(file=out, force_terminal=False, width=300))
+    build("ulx3s", core="echo", out_dir=tmp_path,
+          console=Console(file=out, force_terminal=False, width=300))
     (line,) = out.getvalue().splitlines()
     assert line.startswith("sigfuse build: ulx3s: cached bitstream ") and "Fmax sync " in line
 
@@ -183,8 +227,8 @@ def test_system_toolchain_that_is_not_installed(tmp_path: Path) -> None:
     runs = STATS.toolchain_runs
     with pytest.raises(BuildError, match=r"yosys \(yosys\) not found: install yosys, or unset "
                                          r"SIGFUSE_TOOLCHAIN"):
-        build("ulx3s", env=env, cache_dir=tmp_path / "cache", out_dir=tmp_path / "out",
-              progress=False)
+        build("ulx3s", core="echo", env=env, cache_dir=tmp_path / "cache",
+              out_dir=tmp_path / "out", progress=False)
     assert STATS.toolchain_runs == runs
 
 
