@@ -81,6 +81,9 @@ class BoardSpec:
     bitstream_suffix: str
     #: Extra board wiring (e.g. strapping pins that would otherwise reset the FPGA).
     fixups: Callable[[Platform, Module], None] | None = field(default=None, compare=False)
+    #: Extra nextpnr options for this board's builds (part of the cache key, like every
+    #: command line of the plan).
+    nextpnr_opts: str = ""
     #: The core ``sigfuse build`` puts on this board unless told otherwise (a name of
     #: :data:`sigfuse.build.CORES`): the product where it fits, else the UART-echo stand-in.
     default_core: str = "product"

@@ -268,7 +268,8 @@ def _prepare_plan(board, core_factory, report_name: str, sync_hz: int | None = N
         raise BuildError(f"{board.name}: {error}") from None
     # An AMARANTH_nextpnr_opts override would replace the options this flow needs; merge it.
     extra = os.environ.get("AMARANTH_nextpnr_opts", "")
-    opts = f"{extra} --report {report_name} --timing-allow-fail".strip()
+    opts = " ".join(part for part in (board.nextpnr_opts, extra,
+                                      f"--report {report_name} --timing-allow-fail") if part)
     saved = os.environ.pop("AMARANTH_nextpnr_opts", None)
     try:
         # No source locations: the digest must not change with the checkout's path.
@@ -443,14 +444,14 @@ def _write_json(path: Path, data: Any) -> None:
 
 
 def _publish(entry: Path, out_dir: Path, suffix: str, report: dict[str, Any],
-             cached: bool) -> tuple[Path, Path]:
+             cached: bool, core: str) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     bitstream = out_dir / f"{DESIGN_NAME}{suffix}"
     shutil.copy2(entry / bitstream.name, bitstream)
     for name in (f"{DESIGN_NAME}.rpt", f"{DESIGN_NAME}.tim"):
         if (entry / name).exists():
             shutil.copy2(entry / name, out_dir / name)
-    report = dict(report, cached=cached, cache_entry=str(entry))
+    report = dict(report, core=core, cached=cached, cache_entry=str(entry))
     report_path = out_dir / "report.json"
     _write_json(report_path, report)
     return bitstream, report_path
@@ -506,7 +507,18 @@ def build(board_name: str, *, core: str | Callable[..., Any] | None = None,
     # of running the tools twice: the second one finds the first one's entry.
     with _key_lock(root / board.name, key):
         return _build_locked(board, plan, top, commands, family, versions, digest, key, root,
-                             out, tool_env, display, report_name, use_cache)
+                             out, tool_env, display, report_name, use_cache,
+                             _core_label(core, factory))
+
+
+def _core_label(spec, factory) -> str:
+    """How the report names the core: its short name in :data:`CORES`, else its path."""
+    for name, path in CORES.items():
+        if spec in (name, path):
+            return name
+    if isinstance(spec, str):
+        return spec
+    return f"{getattr(factory, '__module__', '?')}:{getattr(factory, '__qualname__', repr(factory))}"
 
 
 @contextlib.contextmanager
@@ -521,7 +533,7 @@ def _key_lock(folder: Path, key: str):
 
 
 def _build_locked(board, plan, top, commands, family, versions, digest, key, root, out, tool_env,
-                  display, report_name, use_cache) -> BuildResult:
+                  display, report_name, use_cache, core_label) -> BuildResult:
     suffix = board.bitstream_suffix
     entry = root / board.name / key
     if use_cache and entry.exists():
@@ -533,7 +545,8 @@ def _build_locked(board, plan, top, commands, family, versions, digest, key, roo
             report = json.loads((entry / "report.json").read_text())
             # A previous build's intermediate files would not match this bitstream.
             shutil.rmtree(out / "work", ignore_errors=True)
-            bitstream, report_path = _publish(entry, out, suffix, report, cached=True)
+            bitstream, report_path = _publish(entry, out, suffix, report, cached=True,
+                                              core=core_label)
             display.say(f"cached bitstream {key[:12]} ({_summary(report)})")
             _check_timing(board.name, report, report_path)
             return BuildResult(board.name, bitstream, report_path, report, True, entry, key)
@@ -561,10 +574,10 @@ def _build_locked(board, plan, top, commands, family, versions, digest, key, roo
         (out / f"{DESIGN_NAME}{suffix}").unlink(missing_ok=True)
         report["bitstream"]["file"] = f"work/{DESIGN_NAME}{suffix}"
         report_path = out / "report.json"
-        _write_json(report_path, dict(report, cached=False))
+        _write_json(report_path, dict(report, core=core_label, cached=False))
         _check_timing(board.name, report, report_path)
     entry = _store(work, root, board.name, key, suffix, report, report_name)
-    bitstream, report_path = _publish(entry, out, suffix, report, cached=False)
+    bitstream, report_path = _publish(entry, out, suffix, report, cached=False, core=core_label)
     display.say(f"built in {seconds:.0f} s ({_summary(report)}); {bitstream}")
     return BuildResult(board.name, bitstream, report_path, report, False, entry, key)
 

@@ -30,6 +30,7 @@ def test_report(board: str, board_build) -> None:
     report = json.loads(result.report_path.read_text())
     assert result.report_path == result.bitstream.parent / "report.json"
     assert report["board"] == board and report["timing_met"] is True
+    assert report["core"] == get_board(board).default_core
     sync = [c for c in report["clocks"] if c["domain"] == "sync"]
     assert len(sync) == 1
     assert sync[0]["constraint_mhz"] == pytest.approx(get_board(board).sync_hz / 1e6, rel=1e-3)
@@ -63,9 +64,9 @@ def test_icebreaker_bitstream_boots_the_simulated_board(board_build, fake_time) 
 
 @pytest.mark.parametrize("board", BOARD_NAMES)
 def test_second_build_is_a_cache_hit(board: str, board_build, tmp_path: Path) -> None:
-    first = board_build(board)
+    first = board_build(board, "echo")
     runs, hits = STATS.toolchain_runs, STATS.cache_hits
-    again = build(board, core=get_board(board).default_core, out_dir=tmp_path, progress=False)
+    again = build(board, core="echo", out_dir=tmp_path, progress=False)
     assert again.cached and again.cache_key == first.cache_key
     assert STATS.toolchain_runs == runs and STATS.cache_hits == hits + 1
     assert again.bitstream.read_bytes() == first.bitstream.read_bytes()
@@ -179,6 +180,7 @@ def test_failing_timing_is_an_error_with_the_numbers(tmp_path: Path) -> None:
                                  f"MHz < 48.00 MHz required")
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["timing_met"] is False and report["clocks"][0]["fmax_mhz"] == failing["fmax_mhz"]
+    assert report["core"] == f"{__name__}:_SlowCore"
     assert report["bitstream"]["file"] == "work/sigfuse.bin"
     assert not (tmp_path / "out" / "sigfuse.bin").exists()     # nothing for `sigfuse flash`
     assert not (tmp_path / "cache" / "icebreaker").exists() or not any(
