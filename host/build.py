@@ -503,12 +503,56 @@ def build(board_name: str, *, core: str | Callable[..., Any] | None = None,
         {"format": REPORT_FORMAT, "digest": digest, "toolchain": versions}, sort_keys=True,
     ).encode()).hexdigest()[:32]
     suffix = board.bitstream_suffix
+    core_label = _core_label(core, factory)
     # Two builds of one design (two terminals, two test workers) wait for each other instead
     # of running the tools twice: the second one finds the first one's entry.
     with _key_lock(root / board.name, key):
-        return _build_locked(board, plan, top, commands, family, versions, digest, key, root,
-                             out, tool_env, display, report_name, use_cache,
-                             _core_label(core, factory))
+        entry = root / board.name / key
+        if use_cache and entry.exists():
+            problem = _entry_problem(entry, key, suffix)
+            if problem is None:
+                STATS.cache_hits += 1
+                STATS.record(board.name, "cache_hit", key)
+                _LOG.debug("cache_hit", board=board.name, key=key)
+                report = json.loads((entry / "report.json").read_text())
+                # A previous build's intermediate files would not match this bitstream.
+                shutil.rmtree(out / "work", ignore_errors=True)
+                bitstream, report_path = _publish(entry, out, suffix, report, cached=True,
+                                                  core=core_label)
+                display.say(f"cached bitstream {key[:12]} ({_summary(report)})")
+                _check_timing(board.name, report, report_path)
+                return BuildResult(board.name, bitstream, report_path, report, True, entry, key)
+            STATS.corrupt_entries += 1
+            STATS.record(board.name, "cache_corrupt", key)
+            _LOG.warning("cache_corrupt", board=board.name, key=key, problem=problem)
+            display.say(f"cache entry {key[:12]} is corrupt ({problem}); rebuilding")
+            shutil.rmtree(entry, ignore_errors=True)
+
+        work = out / "work"
+        shutil.rmtree(work, ignore_errors=True)
+        plan.extract(work)
+        display.say(f"building {board.description}, sync {_mhz(top.clocking.frequency)}, "
+                    f"key {key[:12]}")
+        start = time.monotonic()
+        _run_commands(commands, work, tool_env, display)
+        seconds = time.monotonic() - start
+        STATS.record(board.name, "built", key)
+        clock_hz = top.context.clock_hz
+        report = _make_report(board, family, work, report_name, key=key, digest=digest,
+                              versions=versions, clock_hz=clock_hz, seconds=seconds,
+                              bitstream=work / f"{DESIGN_NAME}{suffix}")
+        if not report["timing_met"]:
+            # Not cached, and not published where `sigfuse flash` looks: a design that misses
+            # timing may work on the bench and fail in the field.  It stays in work/ for study.
+            (out / f"{DESIGN_NAME}{suffix}").unlink(missing_ok=True)
+            report["bitstream"]["file"] = f"work/{DESIGN_NAME}{suffix}"
+            report_path = out / "report.json"
+            _write_json(report_path, dict(report, core=core_label, cached=False))
+            _check_timing(board.name, report, report_path)
+        entry = _store(work, root, board.name, key, suffix, report, report_name)
+        bitstream, report_path = _publish(entry, out, suffix, report, cached=False, core=core_label)
+        display.say(f"built in {seconds:.0f} s ({_summary(report)}); {bitstream}")
+        return BuildResult(board.name, bitstream, report_path, report, False, entry, key)
 
 
 def _core_label(spec, factory) -> str:
@@ -530,56 +574,6 @@ def _key_lock(folder: Path, key: str):
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _build_locked(board, plan, top, commands, family, versions, digest, key, root, out, tool_env,
-                  display, report_name, use_cache, core_label) -> BuildResult:
-    suffix = board.bitstream_suffix
-    entry = root / board.name / key
-    if use_cache and entry.exists():
-        problem = _entry_problem(entry, key, suffix)
-        if problem is None:
-            STATS.cache_hits += 1
-            STATS.record(board.name, "cache_hit", key)
-            _LOG.debug("cache_hit", board=board.name, key=key)
-            report = json.loads((entry / "report.json").read_text())
-            # A previous build's intermediate files would not match this bitstream.
-            shutil.rmtree(out / "work", ignore_errors=True)
-            bitstream, report_path = _publish(entry, out, suffix, report, cached=True,
-                                              core=core_label)
-            display.say(f"cached bitstream {key[:12]} ({_summary(report)})")
-            _check_timing(board.name, report, report_path)
-            return BuildResult(board.name, bitstream, report_path, report, True, entry, key)
-        STATS.corrupt_entries += 1
-        STATS.record(board.name, "cache_corrupt", key)
-        _LOG.warning("cache_corrupt", board=board.name, key=key, problem=problem)
-        display.say(f"cache entry {key[:12]} is corrupt ({problem}); rebuilding")
-        shutil.rmtree(entry, ignore_errors=True)
-
-    work = out / "work"
-    shutil.rmtree(work, ignore_errors=True)
-    plan.extract(work)
-    display.say(f"building {board.description}, sync {_mhz(top.clocking.frequency)}, key {key[:12]}")
-    start = time.monotonic()
-    _run_commands(commands, work, tool_env, display)
-    seconds = time.monotonic() - start
-    STATS.record(board.name, "built", key)
-    clock_hz = top.context.clock_hz
-    report = _make_report(board, family, work, report_name, key=key, digest=digest,
-                          versions=versions, clock_hz=clock_hz, seconds=seconds,
-                          bitstream=work / f"{DESIGN_NAME}{suffix}")
-    if not report["timing_met"]:
-        # Not cached, and not published where `sigfuse flash` looks: a design that misses
-        # timing may work on the bench and fail in the field.  It stays in work/ for study.
-        (out / f"{DESIGN_NAME}{suffix}").unlink(missing_ok=True)
-        report["bitstream"]["file"] = f"work/{DESIGN_NAME}{suffix}"
-        report_path = out / "report.json"
-        _write_json(report_path, dict(report, core=core_label, cached=False))
-        _check_timing(board.name, report, report_path)
-    entry = _store(work, root, board.name, key, suffix, report, report_name)
-    bitstream, report_path = _publish(entry, out, suffix, report, cached=False, core=core_label)
-    display.say(f"built in {seconds:.0f} s ({_summary(report)}); {bitstream}")
-    return BuildResult(board.name, bitstream, report_path, report, False, entry, key)
 
 
 def _check_timing(board: str, report: dict[str, Any], report_path: Path) -> None:
