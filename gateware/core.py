@@ -25,12 +25,18 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..contract import DropReason, FusionParams
-from .fusion import FusionPipeline
+from .framing import RegisterSlice
+from .fusion import LATENCY as FUSION_LATENCY, FusionPipeline
 from .link import LinkCore
 from .queue import PriorityQueue
 
 __all__ = ["CoreParameters", "BOARD_PARAMETERS", "DESIGN_SOURCES", "source_digest", "SigfuseCore",
-           "build_id", "core_parameters", "product_core"]
+           "build_id", "core_parameters", "product_core", "SETTLE_CLOCKS"]
+
+#: The dispatcher's wait after each signal: its decision enters the queue ``LATENCY`` clocks
+#: after its transfer, the drop it causes is reported one clock later, and the dispatcher
+#: captures it the clock after that (``tests/link`` checks the bound on the real components).
+SETTLE_CLOCKS = FUSION_LATENCY + 2
 
 
 @dataclass(frozen=True)
@@ -107,7 +113,10 @@ class SigfuseCore(wiring.Component):
         m.submodules.link = link = LinkCore(
             divisor=p.uart_divisor or None, pair_slots=p.pair_slots,
             queue_capacity=p.queue_capacity, clk_hz=p.clk_hz, build_id=self.build_id,
-            params=self.reset_params)
+            params=self.reset_params,
+            # A signal's last result, the queue's drop report, is captured LATENCY + 2 clocks
+            # after the signal's transfer; waiting no longer than that keeps the link fast.
+            settle_clocks=SETTLE_CLOCKS)
         m.submodules.fusion = pipeline = FusionPipeline(p.pair_slots, params=self.reset_params,
                                                         ram_style=p.ram_style)
         m.submodules.queue = q = PriorityQueue(p.queue_capacity)
@@ -115,8 +124,15 @@ class SigfuseCore(wiring.Component):
         wiring.connect(m, link.signals, pipeline.signals)
         wiring.connect(m, link.config, pipeline.config)
         wiring.connect(m, pipeline.decisions, q.push)      # the queue's push is always ready
-        wiring.connect(m, link.pop, q.pop)
-        wiring.connect(m, q.popped, link.popped)
+        # Pops go through register slices both ways: the queue's pop logic drives all of its
+        # cells, and without them the dispatcher's state decoding sat in front of that fan-out
+        # (the ULX3S's critical path).  A pop then takes two clocks more, which nothing waits on.
+        m.submodules.pop_slice = pop_slice = RegisterSlice(0)
+        m.submodules.popped_slice = popped_slice = RegisterSlice(q.popped.payload.shape())
+        wiring.connect(m, link.pop, pop_slice.i)
+        wiring.connect(m, pop_slice.o, q.pop)
+        wiring.connect(m, q.popped, popped_slice.i)
+        wiring.connect(m, popped_slice.o, link.popped)
         events = link.datapath_events
         m.d.comb += [
             link.decisions.valid.eq(pipeline.decisions.valid & q.push.ready),

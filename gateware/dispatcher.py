@@ -13,7 +13,8 @@ Port contract (what the board top connects; all in the sync domain)
     To the fusion pipeline's ``signals``.  One signal at a time: after each transfer the
     dispatcher waits ``settle_clocks`` clocks before it emits that signal's results and sends
     the next, so results come out in the contract's order (decision, then the drop it caused;
-    or the stale report) without any reordering logic.  ``settle_clocks`` must exceed the
+    or the stale report) without any reordering logic.  The next signal's record is read from
+    the frame during the wait.  ``settle_clocks`` must exceed the
     longest delay from a signal's transfer to its last result (fusion ``LATENCY`` + 1 for the
     queue's drop report, + 1).  At 3 Mbaud a signal takes 14 byte times = 140 bit times on the
     wire, far more than the settling, so serializing costs no link throughput.
@@ -87,6 +88,11 @@ _RESULT_BITS = RESULT_RECORD_BYTES * 8
 _KIND_BIT = ResultRecordLayout["kind"].offset - 8 * (RESULT_RECORD_BYTES - 1)
 assert 0 <= _KIND_BIT and _KIND_BIT + ResultRecordLayout["kind"].shape.width <= 8
 _SIGNAL_BITS = SIGNAL_RECORD_BYTES * 8
+# Validating a signal needs only its pair and the reserved bits above the record: the bytes from
+# the pair's up to the end are loaded, not the whole record.
+assert SignalLayout["pair"].offset % 8 == 0
+_SIGNAL_CHECK_FROM = SignalLayout["pair"].offset // 8
+_SIGNAL_CHECK_BYTES = SIGNAL_RECORD_BYTES - _SIGNAL_CHECK_FROM
 
 
 class _Source(enum.Enum, shape=2):
@@ -155,10 +161,13 @@ class Dispatcher(wiring.Component):
         cont = Signal(_Cont)
         shreg = Signal(_SIGNAL_BITS)     # loaded bytes, the last one at the top
         load_n, loaded = Signal(4), Signal(4)
+        skip = Signal(4)                 # bytes of the item not loaded, before the first one
         primed = Signal()
         k = Signal(range(max(RESULT_RECORD_BYTES, 256) + 1))
         reg_addr, reg_value = Signal(16), Signal(32)
-        settle = Signal(range(self.settle_clocks + 1))
+        settle = Signal(range(self.settle_clocks + 1))   # clocks until the last push's results
+        unreported = Signal()   # a pushed signal whose results have not been sent yet
+        staged = Signal()       # shreg holds the next signal, loaded while the last one settled
         pops_left = Signal(8)
 
         # --- results: one capture register per source --------------------------------------
@@ -223,9 +232,14 @@ class Dispatcher(wiring.Component):
                 m.d.sync += status.eq(ack_status)
             m.next = "header"
 
-        def load(n: int, then: _Cont):
-            m.d.sync += [load_n.eq(n), loaded.eq(0), primed.eq(0), cont.eq(then)]
+        def load(n, then: _Cont, *, skip_bytes=0):
+            m.d.sync += [load_n.eq(n), loaded.eq(0), primed.eq(0), cont.eq(then),
+                         skip.eq(skip_bytes)]
             m.next = "load"
+
+        # The settle count runs by itself, so the next signal's record loads meanwhile.
+        with m.If(settle != 0):
+            m.d.sync += settle.eq(settle - 1)
 
         with m.FSM():
             # --- a frame: header ---------------------------------------------------------------
@@ -291,6 +305,8 @@ class Dispatcher(wiring.Component):
                         reply(cmd_type | 0x80, AckStatus.DUPLICATE)
                     with m.Else():
                         m.next = "execute"
+                with m.Elif(cmd_type == FrameType.PUSH_SIGNALS):
+                    load(_SIGNAL_CHECK_BYTES, _Cont.VALIDATE, skip_bytes=_SIGNAL_CHECK_FROM)
                 with m.Else():
                     load(item_size, _Cont.VALIDATE)
             with m.State("check"):
@@ -299,8 +315,10 @@ class Dispatcher(wiring.Component):
                 m.next = "validate"
                 with m.Switch(cmd_type):
                     with m.Case(FrameType.PUSH_SIGNALS):
-                        pair = shreg[SignalLayout["pair"].offset:][:8]
-                        reserved = shreg[SignalLayout.size:]
+                        # shreg's top holds the record from its pair byte on.
+                        tail = shreg[-8 * _SIGNAL_CHECK_BYTES:]
+                        pair = tail[:8]
+                        reserved = tail[SignalLayout.size - 8 * _SIGNAL_CHECK_FROM:]
                         with m.If((pair >= self.pair_slots) | reserved.any()):
                             fail(ErrorCode.BAD_VALUE, item, "frames_bad_value")
                     with m.Case(FrameType.POP):
@@ -324,7 +342,7 @@ class Dispatcher(wiring.Component):
             # --- loading an item from the body -------------------------------------------------
             with m.State("load"):
                 # Pipelined: while byte n arrives, byte n + 1 is requested.
-                m.d.comb += frame.offset.eq(HEADER_BYTES + pos + loaded + primed)
+                m.d.comb += frame.offset.eq(HEADER_BYTES + pos + skip + loaded + primed)
                 m.d.sync += primed.eq(1)
                 with m.If(primed):
                     m.d.sync += [shreg.eq(Cat(shreg[8:], frame.data)), loaded.eq(loaded + 1)]
@@ -338,7 +356,8 @@ class Dispatcher(wiring.Component):
                             with m.Case(_Cont.WRITE):
                                 m.next = "write_strobe"
                             with m.Case(_Cont.PUSH):
-                                m.next = "push_signal"
+                                m.d.sync += staged.eq(1)
+                                m.next = "next_item"
 
             # --- execution ---------------------------------------------------------------------
             with m.State("execute"):
@@ -373,10 +392,16 @@ class Dispatcher(wiring.Component):
                         with m.Else():
                             load(6, _Cont.WRITE)
                     with m.Case(FrameType.PUSH_SIGNALS):
-                        with m.If(item == items):
-                            m.next = "finish"
-                        with m.Else():
+                        # Signal i's results go out before signal i + 1 is pushed (the contract's
+                        # order), but i + 1's record loads while i settles.
+                        with m.If(unreported & (settle == 0)):
+                            m.next = "results"
+                        with m.Elif(~staged & (item != items)):
                             load(SIGNAL_RECORD_BYTES, _Cont.PUSH)
+                        with m.Elif(staged & ~unreported):
+                            m.next = "push_signal"
+                        with m.Elif(~unreported):
+                            m.next = "finish"
                     with m.Case(FrameType.POP):
                         with m.If(pops_left == 0):
                             m.next = "finish"
@@ -411,12 +436,8 @@ class Dispatcher(wiring.Component):
                 m.d.comb += self.signals.valid.eq(1)
                 with m.If(self.signals.ready):
                     m.d.sync += [item.eq(item + 1), pos.eq(pos + SIGNAL_RECORD_BYTES),
-                                 settle.eq(self.settle_clocks)]
-                    m.next = "settle"
-            with m.State("settle"):
-                m.d.sync += settle.eq(settle - 1)
-                with m.If(settle == 1):
-                    m.next = "results"
+                                 settle.eq(self.settle_clocks), unreported.eq(1), staged.eq(0)]
+                    m.next = "next_item"
 
             with m.State("pop_request"):
                 m.d.comb += self.pop.valid.eq(1)
@@ -431,6 +452,7 @@ class Dispatcher(wiring.Component):
             with m.State("results"):
                 pending = stale_p | dec_p | drop_p | popping
                 with m.If(~pending):
+                    m.d.sync += unreported.eq(0)
                     m.next = "next_item"
                 with m.Elif(~res_open):
                     m.d.sync += [res_open.eq(1), res_count.eq(0)]
