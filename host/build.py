@@ -42,15 +42,15 @@ from .cli import UserError
 from .log import get_logger
 from .toolchain import yowasp_env
 
-__all__ = ["BuildError", "TimingError", "BuildResult", "BuildStats", "STATS", "DEFAULT_CORE", "CORES",
+__all__ = ["BuildError", "TimingError", "BuildResult", "BuildStats", "STATS", "ECHO_CORE", "CORES",
            "DESIGN_NAME", "REPORT_FORMAT", "build", "cache_root", "load_core_factory",
            "add_build_command", "cmd_build"]
 
 #: The UART-echo stand-in core (it validates the tool flow and the board's UART; boards where
 #: the product core does not fit build it by default, see ``BoardSpec.default_core``).
-DEFAULT_CORE = "sigfuse.boards.common:UartEchoCore"
+ECHO_CORE = "sigfuse.boards.common:UartEchoCore"
 #: Short names for ``--top``.
-CORES = {"echo": DEFAULT_CORE, "product": "sigfuse.gateware.core:product_core"}
+CORES = {"echo": ECHO_CORE, "product": "sigfuse.gateware.core:product_core"}
 #: Base name of every generated file (``sigfuse.bin``, ``sigfuse.bit``, ``sigfuse.tim``...).
 DESIGN_NAME = "sigfuse"
 #: Bumped when the cache entry layout or report format changes: old entries are then misses.
@@ -119,7 +119,7 @@ def load_core_factory(spec: str) -> Callable[..., Any]:
     """Resolve ``module:attribute`` (``sigfuse.boards.common:UartEchoCore``) to a core factory."""
     module_name, sep, attribute = spec.partition(":")
     if not sep or not module_name or not attribute:
-        raise BuildError(f"--top {spec!r}: expected module:factory, e.g. {DEFAULT_CORE}")
+        raise BuildError(f"--top {spec!r}: expected module:factory, e.g. {ECHO_CORE}")
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
