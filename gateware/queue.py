@@ -205,47 +205,57 @@ class PriorityQueue(wiring.Component):
         #   pop alone:      every cell takes its lower neighbour; the last takes (empty, slot 0);
         #   insert alone:   cells below the new entry take their upper neighbour (the last one
         #                   falls off: it was free or is the victim), the first of them takes it.
+        #
+        # Enables, selects and loads are statements under conditions (If/Elif), not Mux()
+        # expressions.  Synthesis makes the same logic of both (the same LUT count on iCE40), but
+        # Verilator turns conditions into branches while it evaluates every operand of a Mux in
+        # every clock: in a clock that neither pops nor inserts -- nearly all of them -- a cell
+        # now costs a few instructions.  That made the virtual ULX3S board (256 cells) about 4x
+        # faster (benchmarks/README.md).
         new = (Const(1), insert_prio_n, insert_slot)
         for i in range(n):
             above_after = after[i - 1] if i > 0 else Const(0)
             below_after = after[i + 1] if i < n - 1 else Const(1)
             enable = Signal(name=f"cell{i}_load")
             load_new = Signal(name=f"cell{i}_load_new")
-            if i == 0:
-                m.d.comb += enable.eq(pop_fire | (insert & after[0]))
-            else:
-                m.d.comb += enable.eq(Mux(pop_fire, ~(insert & after[i]), insert & after[i]))
-            m.d.comb += load_new.eq(insert & Mux(pop_fire, below_after, ~above_after))
+            with m.If(pop_fire):
+                with m.If(insert):
+                    m.d.comb += [enable.eq(~after[i] if i > 0 else 1), load_new.eq(below_after)]
+                with m.Else():
+                    m.d.comb += enable.eq(1)
+            with m.Elif(insert):
+                m.d.comb += [enable.eq(after[i]), load_new.eq(~above_after)]
             if i < n - 1:
                 below = (valid[i + 1], prio_n[i + 1], slot[i + 1])
             else:
                 below = (Const(0), Const(0, PRIORITY_BITS), slot[0])  # the popped slot, now free
             above = (valid[i - 1], prio_n[i - 1], slot[i - 1]) if i > 0 else below
+            cell = (valid[i], prio_n[i], slot[i])
             with m.If(enable):
-                for target, new_src, above_src, below_src in zip(
-                        (valid[i], prio_n[i], slot[i]), new, above, below):
-                    m.d.sync += target.eq(Mux(load_new, new_src,
-                                              Mux(pop_fire, below_src, above_src)))
+                with m.If(load_new):
+                    m.d.sync += [target.eq(source) for target, source in zip(cell, new)]
+                with m.Elif(pop_fire):
+                    m.d.sync += [target.eq(source) for target, source in zip(cell, below)]
+                with m.Else():
+                    m.d.sync += [target.eq(source) for target, source in zip(cell, above)]
 
             # The same choice applied to the comparisons.  The selects are ready long before
             # the carry chains' outputs, so each term is one LUT4 of (two selects, two
             # comparisons) after the chains.
             from_below = compare[i + 1] if i < n - 1 else Const(1)   # the empty tail
             from_above = compare[i - 1] if i > 0 else Const(0)       # cell 0 never takes it
-            keeps = Signal(name=f"cell{i}_keeps")
-            takes_new = Signal(name=f"cell{i}_takes_new")
-            takes_below = Signal(name=f"cell{i}_takes_below")
-            takes_above = Signal(name=f"cell{i}_takes_above")
-            m.d.comb += [
-                keeps.eq(~enable),
-                takes_new.eq(enable & load_new),
-                takes_below.eq(enable & ~load_new & pop_fire),
-                takes_above.eq(enable & ~load_new & ~pop_fire),
-            ]
-            m.d.sync += [
-                kept_or_new[i].eq((keeps & compare[i]) | (takes_new & compare_inserted)),
-                shifted[i].eq((takes_below & from_below) | (takes_above & from_above)),
-            ]
+            # They only matter in the clock after a push, so they load only while one is on the
+            # input (a flip-flop enable; for a simulator, one branch for the whole array).
+            with m.If(self.push.valid):
+                with m.If(enable):
+                    with m.If(load_new):
+                        m.d.sync += [kept_or_new[i].eq(compare_inserted), shifted[i].eq(0)]
+                    with m.Elif(pop_fire):
+                        m.d.sync += [kept_or_new[i].eq(0), shifted[i].eq(from_below)]
+                    with m.Else():
+                        m.d.sync += [kept_or_new[i].eq(0), shifted[i].eq(from_above)]
+                with m.Else():
+                    m.d.sync += [kept_or_new[i].eq(compare[i]), shifted[i].eq(0)]
 
         # Popped record: straight from the read port the clock after the pop, or from the hold
         # register while the consumer stalls (inserts may evict meanwhile and reuse the port).
@@ -312,23 +322,36 @@ class _QueueState:
         slot_shape = range(n + 2)
         # The sorted array, cell 0 first.  Cells are separate signals, not a Memory: every
         # cell is compared and shifted in every clock.  A cell keeps its priority inverted
-        # (`prio_n`), so that "push priority > cell priority" is the carry out of push +
-        # prio_n: one carry chain fed straight from flip-flops and the push input, no LUT per
-        # bit on iCE40 (a plain ``>`` costs ~30 LUT4s per cell).  An empty cell holds 0: every
-        # flip-flop of the array powers up and resets to 0 (iCE40 flip-flops power up at 0;
-        # any other initial value costs an inverter LUT per bit).
-        self.valid = [Signal(name=f"cell{i}_valid") for i in range(n)]
-        self.prio_n = [Signal(PRIORITY_BITS, name=f"cell{i}_priority_n") for i in range(n)]
-        self.slot = [Signal(slot_shape, name=f"cell{i}_slot", init=i) for i in range(n)]
+        # (`priority_n`), so that "push priority > cell priority" is the carry out of push +
+        # priority_n: one carry chain fed straight from flip-flops and the push input, no LUT
+        # per bit on iCE40 (a plain ``>`` costs ~30 LUT4s per cell).  An empty cell holds 0:
+        # every flip-flop of the array powers up and resets to 0 (iCE40 flip-flops power up at
+        # 0; any other initial value costs an inverter LUT per bit).
+        #
+        # Each cell is one signal (a struct) with its two registered comparison terms: the
+        # hardware is the same flip-flops, but a simulator keeps and copies one word per cell
+        # instead of five, which is most of what Verilator does with an idle array.
+        self.cell_layout = data.StructLayout({
+            "valid": 1,
+            "priority_n": PRIORITY_BITS,
+            "slot": slot_shape,
+            # after = after_kept_or_new | after_shifted: the inserted entry goes in front.
+            "after_kept_or_new": 1,
+            "after_shifted": 1,
+        })
+        self.cells = [Signal(self.cell_layout, name=f"cell{i}", init={"slot": i})
+                      for i in range(n)]
+        self.valid = [cell.valid for cell in self.cells]
+        self.prio_n = [cell.priority_n for cell in self.cells]
+        self.slot = [cell.slot for cell in self.cells]
         # The entry accepted last clock, inserted in this one, and its payload slot.
         self.insert = Signal()
         self.insert_prio_n = Signal(PRIORITY_BITS)
         self.insert_slot = Signal(slot_shape, init=n)
         # The free slot the payload pushed in this clock is written to.
         self.spare = Signal(slot_shape, init=n + 1)
-        # after[i] = kept_or_new[i] | shifted[i]: the inserted entry goes in front of cell i.
-        self.kept_or_new = [Signal(name=f"cell{i}_after_kept_or_new") for i in range(n)]
-        self.shifted = [Signal(name=f"cell{i}_after_shifted") for i in range(n)]
+        self.kept_or_new = [cell.after_kept_or_new for cell in self.cells]
+        self.shifted = [cell.after_shifted for cell in self.cells]
         self.after = [Signal(name=f"cell{i}_after_insert") for i in range(n)]
         # This clock's outcomes.
         self.pop_fire = Signal()

@@ -14,7 +14,7 @@ to it exactly as to a board on a serial port::
 Simulated time stops while the board is idle (the harness blocks instead of spinning), so
 ``uptime_clocks`` counts simulated clocks, not wall time at ``clk_hz``.
 
-Unpaced (the default), a byte enters the core whenever it is ready -- about 4 clocks a byte, far
+Unpaced (the default), a byte enters the core whenever it is ready -- about 2.7 clocks a byte, far
 faster than a UART.  ``VirtualBoard(..., baud=3_000_000)`` paces both directions at the line
 rate of an 8N1 UART at that baud in *simulated* time (one byte per ``clk_hz * 10 / baud``
 clocks each way), so what a host measures in simulated clocks (``uptime_clocks``, or
@@ -130,9 +130,14 @@ def _core_verilog(parameters: CoreParameters) -> str:
 
 #: Extra Verilator options of the board model.  The project's defaults (``-O3 --x-assign fast
 #: --x-initial fast``) apply; the C++ is compiled with -O2 like the datapath model.  -Os, -O1,
-#: -O3, -march=native and --inline-mult made no difference beyond noise (1.5-1.7 M clocks per
-#: CPU second each): the model is straight-line code, about 60 KB per clock for the
-#: iCEBreaker core (a quarter of it the queue's cells), and its size sets the speed.
+#: -O3, -march=native and --inline-mult made no difference beyond noise, nor did --threads 2
+#: (slower: the threads meet every clock).  What sets the speed is how much of the design's
+#: logic Verilator evaluates in a clock: it evaluates every operand of every Mux() and
+#: operator, but only the taken branch of an If.  The queue's cells are written for that
+#: (``gateware/queue.py``), which made the ULX3S model about 4x faster.  Running Yosys's
+#: ``opt`` over the netlist first (DFF enables) helped the Mux()-written queue 2x but slowed
+#: the rest of the core by a third (its processes became multiplexer trees), so the model is
+#: Amaranth's Verilog as it comes.
 VERILATOR_ARGS: tuple[str, ...] = ("-MAKEFLAGS", "OPT_FAST=-O2")
 
 
