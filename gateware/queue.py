@@ -218,6 +218,8 @@ class PriorityQueue(wiring.Component):
             below_after = after[i + 1] if i < n - 1 else Const(1)
             enable = Signal(name=f"cell{i}_load")
             load_new = Signal(name=f"cell{i}_load_new")
+            # One condition tree for both: two trees cost the simulator 15 % and gain ~2 MHz on
+            # the iCE40 queue alone (docs/queue.md).
             with m.If(pop_fire):
                 with m.If(insert):
                     m.d.comb += [enable.eq(~after[i] if i > 0 else 1), load_new.eq(below_after)]
