@@ -25,7 +25,7 @@ from ..regmap import (MAGIC, REGISTERS, STATS_CONTROL_SNAPSHOT, Register,
                       stats_registers)
 from .transport import LinkCounters, LinkError, Transport
 
-__all__ = ["Board", "BoardIdentity", "IdentityMismatch", "open_transport"]
+__all__ = ["Board", "BoardIdentity", "IdentityMismatch", "open_transport", "source_build"]
 
 
 class IdentityMismatch(LinkError):
@@ -66,6 +66,25 @@ class BoardIdentity:
 
 _IDENTITY = ("magic", "version", "build_id", "clk_hz", "pair_slots", "queue_capacity",
              "uart_divisor", "max_frame")
+
+
+def source_build(identity: BoardIdentity) -> str | None:
+    """The board (``icebreaker``, ``ulx3s``) whose product core, built from the gateware sources
+    installed with this host at the clock, link, pair slots and queue capacity ``identity``
+    reports, has its build ID -- None when the device runs other gateware (an older or newer
+    bitstream, another core).  The build ID hashes the sources and those parameters
+    (:func:`sigfuse.gateware.core.build_id`), so the host can tell without a record of what was
+    flashed."""
+    from ..gateware.core import BOARD_PARAMETERS, CoreParameters, build_id
+    for board, (pair_slots, capacity, ram_style) in BOARD_PARAMETERS.items():
+        if (pair_slots, capacity) != (identity.pair_slots, identity.queue_capacity):
+            continue
+        parameters = CoreParameters(pair_slots=pair_slots, queue_capacity=capacity,
+                                    clk_hz=identity.clk_hz, uart_divisor=identity.uart_divisor,
+                                    ram_style=ram_style)
+        if build_id(parameters) == identity.build_id:
+            return board
+    return None
 
 
 def open_transport(url: str, **options) -> Transport:

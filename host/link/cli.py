@@ -74,8 +74,11 @@ def _info(board, args) -> None:
     board_side = {k: stats[k] for k in ("frames_ok", "frames_bad_crc", "frames_bad_cobs",
                                         "frames_oversize", "frames_truncated", "frames_seq_gap",
                                         "frames_duplicate", "uart_rx_errors", "uart_rx_overrun")}
+    from .board import source_build
+    built_from = source_build(identity)
     if args.json:
-        _print_json({"url": board.url, "identity": identity.as_dict(), "link": health,
+        _print_json({"url": board.url, "identity": identity.as_dict(),
+                     "built_from_these_sources": built_from, "link": health,
                      "board_link": board_side, "uptime_clocks": stats["uptime_clocks"]})
         return
     from rich.table import Table
@@ -85,7 +88,10 @@ def _info(board, args) -> None:
     table.add_row("magic", f"0x{identity.magic:08x} (SGFS)")
     table.add_row("protocol", "%d.%d (register map revision %d)" % (*identity.protocol,
                                                                     identity.regmap_revision))
-    table.add_row("build ID", f"0x{identity.build_id:08x}")
+    table.add_row("build ID", f"0x{identity.build_id:08x} " + (
+        f"(the {built_from} product core of this host's gateware sources)" if built_from else
+        "(not built from this host's gateware sources: an older or newer bitstream, or another "
+        "core; `sigfuse build` and `sigfuse flash` put this host's on the board)"))
     table.add_row("clock", f"{identity.clk_hz / 1e6:g} MHz")
     table.add_row("pair slots", str(identity.pair_slots))
     table.add_row("queue capacity", str(identity.queue_capacity))

@@ -303,11 +303,13 @@ def test_board_cli_info_stats_regs(vboard):
     data = json.loads(info.stdout)
     assert data["identity"]["build_id"] == vboard.build_id
     assert data["identity"]["protocol"] == "%d.%d" % p.PROTOCOL_VERSION
+    assert data["built_from_these_sources"] == "icebreaker"
     assert data["link"]["frames_lost"] == 0
 
     text = _sigfuse("board", "info", env_extra={"SIGFUSE_LINK__URL": vboard.url})
     assert text.returncode == 0, text.stderr
     assert f"0x{vboard.build_id:08x}" in text.stdout and "queue capacity" in text.stdout
+    assert "the icebreaker product core of this host's" in " ".join(text.stdout.split())
 
     stats = _sigfuse("board", "stats", "--url", vboard.url, "--json")
     assert stats.returncode == 0, stats.stderr
@@ -457,3 +459,24 @@ def test_trace_random_with_evictions_over_the_virtual_board(tmp_path):
     """Few pops: the 32-entry queue fills, so evictions and rejections go over the link too."""
     want = _compare_over_virtual_board(tmp_path, 20_000, SEED + 5, 0.01)
     assert want.count(b'"reason":"evicted"') and want.count(b'"reason":"rejected"')
+
+
+def test_source_build_recognizes_this_hosts_builds_only():
+    """A board's build ID, with the clock, link, pair slots and capacity it reports, tells
+    whether it runs the product core of these sources -- and for which board."""
+    from dataclasses import replace
+
+    from sigfuse.gateware.core import build_id, core_parameters
+    from sigfuse.link.board import BoardIdentity, source_build
+    from sigfuse.regmap import MAGIC
+
+    for board, clk_hz, baud in (("ulx3s", 30_000_000, 3_000_000), ("icebreaker", 48_000_000, None)):
+        parameters = core_parameters(board, clk_hz, baud)
+        identity = BoardIdentity(magic=MAGIC, version=0, build_id=build_id(parameters),
+                                 clk_hz=clk_hz, pair_slots=parameters.pair_slots,
+                                 queue_capacity=parameters.queue_capacity,
+                                 uart_divisor=parameters.uart_divisor, max_frame=p.MAX_FRAME)
+        assert source_build(identity) == board
+        assert source_build(replace(identity, build_id=identity.build_id ^ 1)) is None
+        assert source_build(replace(identity, clk_hz=clk_hz // 2)) is None
+        assert source_build(replace(identity, queue_capacity=8)) is None
