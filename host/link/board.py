@@ -69,13 +69,18 @@ _IDENTITY = ("magic", "version", "build_id", "clk_hz", "pair_slots", "queue_capa
 
 
 def source_build(identity: BoardIdentity) -> str | None:
-    """The board (``icebreaker``, ``ulx3s``) whose product core, built from the gateware sources
-    installed with this host at the clock, link, pair slots and queue capacity ``identity``
-    reports, has its build ID -- None when the device runs other gateware (an older or newer
-    bitstream, another core).  The build ID hashes the sources and those parameters
-    (:func:`sigfuse.gateware.core.build_id`), so the host can tell without a record of what was
-    flashed."""
+    """The board (``icebreaker``, ``ulx3s``; ``pcie`` for the PCIe core) whose product core,
+    built from the gateware sources installed with this host at the clock, link, pair slots and
+    queue capacity ``identity`` reports, has its build ID -- None when the device runs other
+    gateware (an older or newer bitstream, another core).  The build ID hashes the sources and
+    those parameters (:func:`sigfuse.gateware.core.build_id`,
+    :func:`sigfuse.gateware.pcie.pcie_build_id`), so the host can tell without a record of what
+    was flashed."""
     from ..gateware.core import BOARD_PARAMETERS, CoreParameters, build_id
+    from ..gateware.pcie import pcie_build_id
+    if pcie_build_id(identity.pair_slots, identity.queue_capacity,
+                     identity.clk_hz) == identity.build_id:
+        return "pcie"
     for board, (pair_slots, capacity, ram_style) in BOARD_PARAMETERS.items():
         if (pair_slots, capacity) != (identity.pair_slots, identity.queue_capacity):
             continue

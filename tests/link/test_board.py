@@ -467,6 +467,7 @@ def test_source_build_recognizes_this_hosts_builds_only():
     from dataclasses import replace
 
     from sigfuse.gateware.core import build_id, core_parameters
+    from sigfuse.gateware.pcie import PCIE_CLK_HZ, pcie_build_id
     from sigfuse.link.board import BoardIdentity, source_build
     from sigfuse.regmap import MAGIC
 
@@ -480,3 +481,7 @@ def test_source_build_recognizes_this_hosts_builds_only():
         assert source_build(replace(identity, build_id=identity.build_id ^ 1)) is None
         assert source_build(replace(identity, clk_hz=clk_hz // 2)) is None
         assert source_build(replace(identity, queue_capacity=8)) is None
+    pcie = replace(identity, build_id=pcie_build_id(64, 256), clk_hz=PCIE_CLK_HZ,
+                   pair_slots=64, queue_capacity=256, uart_divisor=0)
+    assert source_build(pcie) == "pcie"
+    assert source_build(replace(pcie, queue_capacity=32)) is None

@@ -105,7 +105,7 @@ def _random_events(count: int, seed: int, pairs: int = 10, pop_ratio: float = 0.
 @pytest.mark.parametrize("accessor", ["cffi", "mmap"])
 def test_identity_and_registers(model, accessor):
     from sigfuse.gateware.pcie import PCIE_CLK_HZ, pcie_build_id
-    from sigfuse.link.board import Board
+    from sigfuse.link.board import Board, source_build
     from sigfuse.link.pcie import RegisterError
     from sigfuse.bar import RegStatus
 
@@ -160,6 +160,7 @@ def test_identity_and_registers(model, accessor):
     # The Board API over the same model.
     with Board.open(model.url) as board:
         assert board.identity.queue_capacity == CAPACITY
+        assert source_build(board.identity) == "pcie"   # what `sigfuse board info` says
         assert board.read("scratch") == 0x1234_5678
         assert board.params() == params
 
