@@ -204,6 +204,9 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 }  // namespace
 
 int main(int argc, char **argv) {
+    // Taken before anything else: a host killed just after reading the URL would otherwise
+    // have reparented us already, and we would watch the wrong parent forever.
+    const pid_t parent = getppid();
     Options options = parse_options(argc, argv);
 
     struct sigaction action{};
@@ -351,8 +354,8 @@ int main(int argc, char **argv) {
     // A virtual board outlives nobody: when the process that started it is gone (it was
     // reparented), it stops as on SIGTERM -- no idle boards left behind by a crashed host.
     // Checked while idle, so it costs nothing per clock.  (Not PR_SET_PDEATHSIG: that fires
-    // when the starting *thread* ends, and hosts start boards from worker threads.)
-    const pid_t parent = getppid();
+    // when the starting *thread* ends, and hosts start boards from worker threads.)  `parent`
+    // is read at the top of main().
 
     while (!stop_requested) {
         const bool input_pending = rx_head < rx_tail;
