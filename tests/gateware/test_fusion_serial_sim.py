@@ -1,0 +1,240 @@
+"""The vote-serial fusion engine in Amaranth's simulator, differential against the reference
+:class:`sigfuse.fusion.FusionEngine`.
+
+Same stimulus, scoreboard and coverage as the pipeline's tests (``test_fusion_sim``): every
+decision and stale report is compared, in order, with the reference.  Clock counts check the
+engine's cadence (:data:`CLOCKS_PER_SIGNAL`) and its latency bound (:data:`LATENCY_MAX`), which
+the product core's dispatcher relies on.  Random tests print their seed; ``SIGFUSE_SEED=<n>``
+reruns one seed.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from amaranth.hdl import ClockDomain, Module
+from amaranth.sim import DomainReset, Simulator
+
+from sigfuse.contract import (CONF_ONE, DURATION_MAX, SIGNAL_LAYOUT, SOURCE_SLOTS, TS_MAX,
+                              Decision, FusionParams, Signal)
+from sigfuse.fusion import FusionEngine
+from sigfuse.gateware.fusion import refresh_clocks
+from sigfuse.gateware.fusion_params import config_const
+from sigfuse.gateware.fusion_serial import (CLOCKS_PER_SIGNAL, LATENCY_MAX, STALE_LATENCY,
+                                            SerialFusion)
+from sigfuse.gateware.layouts import pack
+
+from .test_fusion_sim import (PAIR_SLOTS, SEEDS, Stimulus, _decision, coverage, random_stimulus,
+                              run_pipeline)
+
+
+def run_serial(stim: Stimulus, **kwargs):
+    """``run_pipeline`` with the serial engine; the timeout allows for its cadence and for the
+    time the stalled output holds a decision."""
+    n = len(stim.signals())
+    writes = sum(1 for e in stim.events if isinstance(e, FusionParams))
+    kwargs.setdefault("max_clocks", 4 * CLOCKS_PER_SIGNAL * n + writes * (refresh_clocks() + 50)
+                      + 1000)
+    return run_pipeline(stim, factory=SerialFusion, latency=LATENCY_MAX, **kwargs)
+
+
+def latencies(obs, expected) -> tuple[set[int], set[int]]:
+    decision = {clock - obs.accepted[index]
+                for (clock, _), (index, _) in zip(obs.decisions, expected.decisions)}
+    stale = {clock - obs.accepted[index]
+             for (clock, _), (index, _) in zip(obs.stale, expected.stale)}
+    return decision, stale
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_random_streams_match_reference(seed: int) -> None:
+    print(f"seed {seed}")
+    rng = random.Random(seed)
+    stim = random_stimulus(rng, 1200, phases=4)
+
+    def backpressure(clock: int) -> float:
+        # Blocks of always-ready, mostly-ready and mostly-stalled output (blocks span a few
+        # signals at this engine's cadence).
+        return (1.0, 0.8, 0.3, 0.05)[(clock // 397 + seed) % 4]
+
+    cov = coverage(stim)
+    print(cov)
+    obs, expected = run_serial(stim, label="serial random", ready_probability=backpressure,
+                               seed=seed)
+    print(f"{len(obs.accepted)} signals, {len(obs.decisions)} decisions, {len(obs.stale)} stale, "
+          f"{obs.clocks} clocks")
+    assert len(expected.decisions) > 30, len(expected.decisions)
+    assert len(obs.config_written) == 3
+    missing = [name for name, count in cov.items() if not count]
+    assert not missing, f"seed {seed}: the stream never hit {missing}"
+    # Backpressure may delay a decision, never the stale report.
+    _, stale = latencies(obs, expected)
+    assert stale <= {STALE_LATENCY}, stale
+
+
+@pytest.mark.parametrize("seed", SEEDS[:1])
+def test_hot_pair_stream_with_backpressure(seed: int) -> None:
+    """One pair, eight sources, timestamps mostly equal, the output stalled half of the time."""
+    print(f"seed {seed}")
+    rng = random.Random(seed)
+    params = FusionParams(cooldown_us=3, vote_ttl_us=5, min_confidence=0, quorum=CONF_ONE // 4)
+    stim = Stimulus(params)
+    ts = 10
+    for _ in range(500):
+        ts += rng.choice((0, 0, 0, 1, 2, 6))
+        stim.events.append((0, Signal(ts, rng.randrange(SOURCE_SLOTS), 5, rng.randrange(2),
+                                      rng.randint(0, CONF_ONE), rng.randint(-5, 40))))
+    obs, expected = run_serial(stim, label="serial hot pair", seed=seed,
+                               ready_probability=lambda clock: 0.5)
+    assert len(expected.decisions) > 50
+
+
+def test_cadence_and_latency_bound() -> None:
+    """Back-to-back signals for one pair, output always ready: a signal is accepted every
+    CLOCKS_PER_SIGNAL clocks, every decision transfers no later than LATENCY_MAX clocks after
+    its signal was accepted, and a stale report STALE_LATENCY clocks after."""
+    params = FusionParams(cooldown_us=0, min_confidence=0, quorum=0, consensus_threshold=0,
+                          weights=(CONF_ONE,) * SOURCE_SLOTS)
+    stim = Stimulus(params)
+    rng = random.Random(7)
+    n = 120
+    for i in range(n):
+        stale = i % 17 == 16
+        stim.events.append((0, Signal(1000 + i // 3 - 5 * stale, i % SOURCE_SLOTS, 2,
+                                      rng.randrange(2), rng.randint(1, CONF_ONE),
+                                      rng.randint(1, 50))))
+    obs, expected = run_serial(stim, label="serial cadence")
+    assert len(expected.decisions) > n // 4 and expected.stale
+    stale_indices = {index for index, _ in expected.stale}
+    gaps = {obs.accepted[i + 1] - obs.accepted[i] for i in range(n - 1) if i not in stale_indices}
+    assert gaps == {CLOCKS_PER_SIGNAL}, gaps
+    decision, stale = latencies(obs, expected)
+    assert max(decision) <= LATENCY_MAX, decision
+    assert stale == {STALE_LATENCY}, stale
+    print(f"cadence {CLOCKS_PER_SIGNAL} clocks, decision latency {sorted(decision)}, "
+          f"LATENCY_MAX {LATENCY_MAX}")
+
+
+def test_weight_change_applies_to_live_votes() -> None:
+    buy_heavy = FusionParams(weights=(CONF_ONE, 0x1000, 0x1000, 0, 0, 0, 0, 0), cooldown_us=0,
+                             quorum=0, min_confidence=0, consensus_threshold=CONF_ONE // 2)
+    sell_heavy = FusionParams(weights=(0x1000, CONF_ONE, CONF_ONE, 0, 0, 0, 0, 0), cooldown_us=0,
+                              quorum=0, min_confidence=0, consensus_threshold=CONF_ONE // 2)
+    votes = [Signal(10, 0, 4, 0, CONF_ONE, 20), Signal(11, 1, 4, 1, CONF_ONE, 30),
+             Signal(12, 2, 4, 1, CONF_ONE, 30)]
+    probe = Signal(13, 3, 4, 0, CONF_ONE, 5)
+    stim = Stimulus(buy_heavy, [(0, s) for s in votes] + [sell_heavy, (0, probe)])
+    obs, expected = run_serial(stim, label="serial weights")
+    old = FusionEngine(buy_heavy, pair_slots=PAIR_SLOTS)
+    for s in votes:
+        old.fuse(s)
+    assert old.fuse(probe).side == 0
+    index, decision = expected.decisions[-1]
+    assert index == 3 and decision.side == 1
+    stall = obs.accepted[3] - obs.config_written[0]
+    assert refresh_clocks() <= stall <= refresh_clocks() + 2, stall
+
+
+def test_long_gaps_and_extreme_durations() -> None:
+    params = FusionParams(vote_ttl_us=DURATION_MAX, cooldown_us=DURATION_MAX, min_confidence=0,
+                          quorum=0, weights=(CONF_ONE,) * SOURCE_SLOTS)
+    t0 = 5
+    events = [
+        Signal(t0, 0, 0, 0, CONF_ONE, 10),
+        Signal(t0 + DURATION_MAX, 1, 0, 0, CONF_ONE, 10),       # first vote live at exactly ttl
+        Signal(t0 + DURATION_MAX + 1, 2, 0, 1, CONF_ONE, 10),   # first vote expired
+        Signal(t0 + (1 << 33), 3, 0, 1, CONF_ONE, 10),
+        Signal(TS_MAX - DURATION_MAX - 7, 4, 0, 0, CONF_ONE, 10),
+        Signal(TS_MAX - 7, 5, 0, 0, CONF_ONE, 10),
+        Signal(TS_MAX, 6, 0, 1, CONF_ONE, 10),
+        Signal(TS_MAX, 7, 0, 1, CONF_ONE, 10),
+        Signal(3, 0, 0, 0, CONF_ONE, 10),                        # stale
+    ]
+    short = FusionParams(vote_ttl_us=0, cooldown_us=0, min_confidence=0, quorum=0)
+    stim = Stimulus(params, [(0, s) for s in events]
+                    + [short, (0, Signal(TS_MAX, 0, 0, 0, CONF_ONE, 9))])
+    obs, expected = run_serial(stim, label="serial long gaps")
+    assert len(expected.decisions) >= 3 and len(expected.stale) == 1
+
+
+def test_reset_after_running_restores_the_power_on_state() -> None:
+    """A reset after the engine has run clears the board and recomputes the mask table from the
+    reset weights: afterwards it answers a stream like a freshly configured engine."""
+    initial = FusionParams()
+    other = FusionParams(weights=(0x1000, CONF_ONE, CONF_ONE, 0x2000, 0x800, 0, 0, 0),
+                         quorum=0, min_confidence=0, cooldown_us=0)
+    before = random_stimulus(random.Random(7), 150, phases=1)
+    after = random_stimulus(random.Random(8), 150, phases=1)
+    dut = SerialFusion(PAIR_SLOTS, params=initial)
+    outputs: dict[str, list] = {"before": [], "after": []}
+    reinit_clocks: list[int] = []
+
+    async def run_stream(ctx, events, sink) -> None:
+        ctx.set(dut.decisions.ready, 1)
+        for signal in [e[1] for e in events if not isinstance(e, FusionParams)]:
+            ctx.set(dut.signals.payload.as_value(), pack(SIGNAL_LAYOUT, signal))
+            ctx.set(dut.signals.valid, 1)
+            while True:
+                _, _, ready, d_valid, d_payload = await ctx.tick().sample(
+                    dut.signals.ready, dut.decisions.valid, dut.decisions.payload.as_value())
+                if d_valid:
+                    sink.append(_decision(d_payload))
+                if ready:
+                    break
+        ctx.set(dut.signals.valid, 0)
+        for _ in range(LATENCY_MAX + 4):
+            _, _, d_valid, d_payload = await ctx.tick().sample(
+                dut.decisions.valid, dut.decisions.payload.as_value())
+            if d_valid:
+                sink.append(_decision(d_payload))
+
+    async def bench(ctx) -> None:
+        await ctx.tick().repeat(3)
+        assert not ctx.get(dut.refreshing)
+        await run_stream(ctx, before.events, outputs["before"])
+        ctx.set(dut.config.payload, config_const(other))
+        ctx.set(dut.config.valid, 1)
+        await ctx.tick().until(dut.config.ready)
+        ctx.set(dut.config.valid, 0)
+        await ctx.tick().until(~dut.refreshing)
+        ctx.set(reset, 1)
+        for _ in range(3):
+            try:
+                await ctx.tick()
+            except DomainReset:
+                pass
+        ctx.set(reset, 0)
+        clocks = 0
+        while True:
+            _, _, refreshing, ready = await ctx.tick().sample(dut.refreshing, dut.signals.ready)
+            clocks += 1
+            assert not (refreshing and ready)
+            if not refreshing:
+                break
+        reinit_clocks.append(clocks)
+        assert ctx.get(dut.params.as_value()) == config_const(initial).as_value().value
+        for name in ("signals_in", "stale_drops", "decisions_out"):
+            assert ctx.get(getattr(dut.stats, name)) == 0, name
+        await run_stream(ctx, after.events, outputs["after"])
+
+    top = Module()
+    top.domains.sync = domain = ClockDomain()
+    top.submodules.dut = dut
+    reset = domain.rst
+    sim = Simulator(top)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+
+    def fresh(stim):
+        engine = FusionEngine(initial, pair_slots=PAIR_SLOTS)
+        return [d for d in map(engine.fuse, stim.signals()) if isinstance(d, Decision)]
+
+    assert outputs["before"] == fresh(before)
+    want_after = fresh(after)
+    assert want_after, "the stream after the reset must produce decisions"
+    assert outputs["after"] == want_after
+    # Clearing 16 board words per pair, then the mask table refresh from the reset weights.
+    words = PAIR_SLOTS * 16
+    assert words + refresh_clocks() <= reinit_clocks[0] <= words + refresh_clocks() + 4
