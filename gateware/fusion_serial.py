@@ -3,90 +3,115 @@
 :class:`~sigfuse.gateware.fusion.FusionPipeline` takes one signal per clock and needs 8,214
 LUT4, 36 SB_MAC16 and 60 SB_RAM40_4K for 16 pairs; the UP5K has 5,280 / 8 / 30.  On the board
 the UART delivers a signal every ~800 clocks, so this engine spends a fixed
-:data:`CLOCKS_PER_SIGNAL` clocks on each one: it reads one vote slot per clock, and every
+:data:`CLOCKS_PER_SIGNAL` clocks on each one: it reads one board word per clock, and every
 multiplication of the rules goes through one of three multipliers, one at a time.  Same ports as
 the pipeline, so the product core can take either.
 
-Schedule (``t`` counts the clocks after the edge that accepts a signal; a register written "at
-t" holds the value from the next clock on):
+There is no mask table.  The rules only need the table entry of one mask per signal, the winning
+side's agreeing set A, so the engine computes it per signal: a second pass over the pair's votes
+sums W_A, X and n over the winner's live votes, and :class:`ReciprocalDivider` computes the
+contract's reciprocal of W_A (:meth:`FusionParams.mask_table`) in :data:`RECIPROCAL_CLOCKS`.
+New weights therefore apply from the next signal on with no stall; ``refreshing`` is always 0.
+
+Schedule.  ``t`` counts the clocks after the edge that accepts a signal, starting at
+``_T_FIRST = 13`` so that the board slot read (and, but for rule 2, written) in every clock is
+``t mod 16``; a register written "at t" holds the value from the next clock on.  Each board read
+goes through R (address), D (``d = ts - word.ts`` on one 65-bit subtractor, ``w*c >> 15`` and
+``w*e`` on two multipliers, w from an 8:1 weight multiplexer in R) and C (use):
 
 =========  ====================================================================================
-t = 0      rule 1: the stale flag (``ts < last_ts``, compared as the signal is accepted) is
-           registered; a stale signal is reported on ``stale`` now and the engine is free again.
-           Otherwise rule 2: the vote is written into the board at (pair, source).
-t = 1..9   read slot k = t - 1 of the pair's board row (k = 8 is the pair's emission state) and
-           the mask table at 1 << k, whose W_A is the weight w_k (no 8-way weight multiplexer).
-t = 2..10  slot k's data: ``d = ts - vote.ts`` (never negative: every vote and emission
-           time on the board is at most ``last_ts <= ts``), ``w*c >> 15`` and the signed ``w*e`` on two
-           multipliers.
-t = 3..11  rule 3: live = valid and ``d <= ttl``; the live vote adds into the side's sums
-           B or S, X_buy or X_sell and agreeing mask.  For k = 8:
-           the emission state and the cooldown test ``d < cooldown``.
-t = 11     rule 4: winner and tie; the winner's mask addresses the mask table; ``T = B + S``.
-t = 12     the winner's W_A, reciprocal and n arrive: quorum test; product ``θ·T``.
-t = 13     rule 5: consensus ``M << 15 >= θ·T``.
-t = 13..30 normalization, one bit per clock: M and X are shifted left by ``19 - s``.  Since
-           ``M < 2*W_A < 2**(s+1)`` and ``X < 2**15*W_A < 2**(s+15)``, the normalized values fit
-           20 and 34 bits, and the two divisions become fixed slices of the products instead of
-           two variable 38- and 54-bit barrel shifts.
-t = 31..35 products on the shared 20x18 multiplier: ``M_n·mantissa`` (average = bits 20 and
+t = 13     read the last_ts word (pair 0, slot 13: rule 1's state lives in the board).
+t = 14     rule 1: the subtractor's borrow ``ts < last_ts`` is registered as ``stale``.
+t = 15     a stale signal is reported on ``stale`` and the engine is free again; otherwise
+           rule 2 writes the vote at (pair, source).  B and S are cleared.
+t = 16..24 pass 1 reads slots 0..8 (slot 8 is the pair's emission state); C at t = 18..26:
+           rule 3, a live vote (valid and ``d <= ttl``) adds ``w*c >> 15`` into B or S; for
+           slot 8 the emission state and the cooldown test ``d < cooldown``.
+t = 27     rule 4: winner and tie, M = max(B, S); product ``θ·T`` (T = B + S).
+t = 29     rule 5: consensus ``M << 15 >= θ·T``; last_ts is written (t = 29 is slot 13).
+t = 32..39 pass 2 reads slots 0..7 again; C at t = 34..41: each live vote of the winning side
+           adds ``w*e`` into X, w into W_A and (w != 0) into n.
+t = 42     quorum ``W_A >= quorum``, ``X > 0``; the divider loads W_A.
+t = 43..60 normalization, one bit per clock while W_A's bit 18 is clear: W_A, M and X are
+           shifted left together, by 19 - s in all.  Since ``M < 2*W_A < 2**(s+1)`` and
+           ``X < 2**15*W_A < 2**(s+15)``, the normalized values fit 20 and 34 bits, and the two
+           divisions become fixed slices of the products instead of two variable barrel
+           shifts.  The divider never needs s.
+t = 61..78 18 restoring steps of ``2**35 / N``, one quotient bit per clock; the mantissa is the
+           quotient plus one unless the remainder is 0 (the contract's ceiling).
+t = 79..83 products on the shared 20x18 multiplier: ``M_n·mantissa`` (average = bits 20 and
            up), ``X_n[0:17]·mantissa`` and ``X_n[17:34]·mantissa`` (edge = bits 35 and up of
            their sum), ``average·boost[n-1]``.
-t = 36..37 clamp, quality; ``confidence·edge``.
-t = 38     rule 6: side change / cooldown, emission state written back; rule 7: priority and
-           ``seq``; the decision is registered on ``decisions``.
+t = 84..85 clamp, quality; ``confidence·edge``.
+t = 88     rule 6: side change / cooldown, emission state written back (t = 88 is slot 8);
+           rule 7: priority; the decision is valid on ``decisions`` from the next clock.
 =========  ====================================================================================
 
 The rule 5 and 7 products are unsigned: an edge only matters when the fused edge is positive,
 i.e. when the winner's X is, so the X products use X as an unsigned number and a non-positive X
 simply fails the ``E > 0`` test.
 
-Why it is small: the vote board and the emission state share one block RAM array (16 words per
-pair: 8 votes, the emission state, 7 unused), the mask table doubles as the weight table, the
-three multipliers are shared across the rules, the 64-bit timestamp subtractor is reused for
-all nine slots, and no stage needs forwarding because one signal is in flight at a time.
+Why it is small: no mask table and no table refresh (the divider is one 19-bit subtractor); the
+vote board, the emission states and last_ts share one block RAM array (16 words per pair: 8
+votes, the emission state, 7 unused, one of pair 0's holding last_ts), so rule 1 needs neither
+a 64-bit register nor a comparator of its own; the winner's X, W_A and n are summed in a second
+pass, so there is one X accumulator and no agreeing masks; the three multipliers are shared
+across the rules; the decision record is read straight from the engine's registers (nothing
+changes before the next signal, which is only accepted as the decision transfers), and its
+``seq`` is ``stats.decisions_out`` (every earlier decision has transferred by then); datapath
+registers are reset-less.
 
 Timing: a signal is accepted every :data:`CLOCKS_PER_SIGNAL` clocks when ``decisions`` is ready
 (``signals.ready`` is low while a signal is processed, while a decision waits, while a
-parameter write is pending and while the mask table is recomputed).  Its decision can transfer
-at most :data:`LATENCY_MAX` clocks after the edge that accepted it (exactly that many when
-``decisions`` is ready); a stale report transfers :data:`STALE_LATENCY` clocks after it.
+parameter write is pending and while the board is cleared after a reset).  Its decision can
+transfer at most :data:`LATENCY_MAX` clocks after the edge that accepted it (exactly that many
+when ``decisions`` is ready); a stale report transfers :data:`STALE_LATENCY` clocks after it.
 
-Parameters, the mask table refresh (:class:`~sigfuse.gateware.fusion.MaskTableRefresh`), the
-re-initialization after a reset and the stats counters behave as in the pipeline.
+Parameters, the re-initialization after a reset (the board, last_ts included, is cleared word
+by word) and the stats counters behave as in the pipeline.
 
 Measured for ``SerialFusion(16)`` with ``measure()`` at the end of this file (Yosys
 ``synth_ice40 -dsp`` of the engine alone; nextpnr-ice40 ``--up5k --package sg48 --freq 30`` of
 the engine in a registered-pin harness, since this nextpnr-ice40 has no out-of-context mode)::
 
-    SB_LUT4 2338 (of which MaskTableRefresh ~594), SB_CARRY 656, SB_DFF* 1403,
-    SB_MAC16 5, SB_RAM40_4K 10; Fmax 28.3 MHz, critical path in MaskTableRefresh's
-    normalize step (bit length + barrel shift, 23 of its 35 ns routing)
+    .venv/bin/python -c "from sigfuse.gateware.fusion_serial import measure; print(measure(16))"
 
-Both the LUT target (1,500) and the 30 MHz target are missed; see the report of the change.
+    SB_LUT4 1507 (of which ReciprocalDivider 96), SB_CARRY 562, SB_DFF* 1008,
+    SB_MAC16 5, SB_RAM40_4K 7; Fmax 31.5 MHz (critical path: a params register into the
+    32-bit TTL comparator's carry chain)
+
+Where the LUT4 go (by removing one part at a time): 8:1 weight multiplexer ~108, 8:1 boost
+multiplexer ~100, the three 32-bit stats counters ~85, the 20x18 multiplier's partial-product
+adders and operand multiplexers ~85, M and X normalization shifts ~58, the TTL comparator ~52,
+the consensus comparator ~36, the cooldown comparator ~32, the divider 96.  The 1,400 target
+is missed by ~100.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, ResetSignal, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.hdl import Cat, Module, Mux, ResetSignal, Signal, signed
+from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from ..contract import (BOOST_FRAC_BITS, CONF_FRAC_BITS, CONF_ONE, PRIORITY_FRAC_BITS,
                         PRIORITY_MAX, SOURCE_SLOTS, TS_BITS, FusionParams)
-from .fusion import EmitStateLayout, FusionStatsLayout, MaskTableRefresh, VoteLayout, verilog_ports
+from .fusion import EmitStateLayout, FusionStatsLayout, VoteLayout, verilog_ports
 from .fusion_params import (PARAM_BITS, RECIP_MANTISSA_BITS, WEIGHT_SUM_BITS, FusionConfigLayout,
-                            MaskLayout, config_const, mask_entries)
+                            config_const)
 from .layouts import DecisionLayout, SignalLayout
 
-__all__ = ["CLOCKS_PER_SIGNAL", "LATENCY_MAX", "STALE_LATENCY", "SerialFusion"]
+__all__ = ["CLOCKS_PER_SIGNAL", "LATENCY_MAX", "STALE_LATENCY", "RECIPROCAL_CLOCKS",
+           "ReciprocalDivider", "SerialFusion"]
 
-#: Board words per pair: the source slots, then the emission state (a power of two, so a word's
-#: address is the pair and the slot side by side).
+#: Board words per pair: the source slots, the emission state, unused words (a power of two, so
+#: a word's address is the pair and the slot side by side).
 _ROW_WORDS = 1 << ceil_log2(SOURCE_SLOTS + 1)
+_SLOT_BITS = ceil_log2(_ROW_WORDS)
 _EMIT_SLOT = SOURCE_SLOTS
+#: The last accepted timestamp (rule 1) lives in an unused word of pair 0's row.
+_LAST_TS_SLOT = _ROW_WORDS - 3
 
 _CONF_BITS = SignalLayout["confidence"].shape.width
 _EDGE_BITS = SignalLayout["edge_bps"].shape.width
@@ -112,29 +137,105 @@ _AVERAGE_BITS = _CONF_BITS + 1
 _EDGE_SHIFT = _NORM + 16
 _BOOSTED_BITS = _AVERAGE_BITS + PARAM_BITS["boost"] - BOOST_FRAC_BITS
 
-# --- the schedule (clock t after the accepting edge) -------------------------------------------
-_T_WRITE_VOTE = 0
-_T_READ_FIRST = 1                                   # slot 0; slot k is read at t = 1 + k
-_T_WINNER = _T_READ_FIRST + SOURCE_SLOTS + 2        # slot 7's sums are in the registers
-_T_LOOKUP = _T_WINNER + 1
-_T_CONSENSUS = _T_LOOKUP + 1
-#: s >= 1 whenever the result matters (M > 0 needs W_A > 0), so at most 18 shifts.
+#: The reciprocal: W_A is normalized to N = W_A << (19 - s) (bit 18 set), one shift per clock
+#: for a fixed 18 clocks (s >= 1), then ceil(2**35 / N) comes out of 18 restoring steps.
 _NORM_CLOCKS = _NORM - 1
-_T_MUL_M = _T_CONSENSUS + _NORM_CLOCKS              # operands M_n, mantissa
+_QUOTIENT_BITS = RECIP_MANTISSA_BITS
+#: Clocks from ``start`` to a valid ``mantissa`` (see :class:`ReciprocalDivider`).
+RECIPROCAL_CLOCKS = 1 + _NORM_CLOCKS + _QUOTIENT_BITS
+
+# --- the schedule (clock t after the accepting edge) -------------------------------------------
+# t starts at _T_FIRST, not 0: the board's read slot is then t's low bits in every clock that
+# reads (the last_ts word, pass 1, pass 2), and the write slot too except for rule 2.
+_T_FIRST = _LAST_TS_SLOT                            # read the last_ts word
+_T_STALE = _T_FIRST + 1                             # rule 1 on the shared subtractor
+_T_WRITE_VOTE = _T_STALE + 1                        # stale report, or rule 2
+_T_PASS1 = _ROW_WORDS                               # slot k read at _T_PASS1 + k, k = 0..8
+_T_WINNER = _T_PASS1 + _EMIT_SLOT + 3               # slot 8 went through R, D, C
+_T_WRITE_LAST = _T_PASS1 + _LAST_TS_SLOT            # t's low bits are the last_ts slot
+_T_PASS2 = 2 * _ROW_WORDS                           # slot k read at _T_PASS2 + k, k = 0..7
+_T_SUMS = _T_PASS2 + SOURCE_SLOTS + 2               # W_A, X, n of the winner side are complete
+_T_MUL_M = _T_SUMS + RECIPROCAL_CLOCKS              # operands M_n, mantissa
 _T_MUL_X_LO = _T_MUL_M + 1
 _T_MUL_X_HI = _T_MUL_X_LO + 1                       # M_n*mantissa ready: average
 _T_MUL_BOOST = _T_MUL_X_HI + 1                      # X_lo*mantissa ready
 _T_EDGE = _T_MUL_BOOST + 1                          # X_hi*mantissa ready: edge
 _T_MUL_PRIORITY = _T_EDGE + 1                       # average*boost ready: confidence
-_T_DONE = _T_MUL_PRIORITY + 2                       # confidence*edge ready: rule 6, 7
+#: confidence*edge is ready two clocks later; rule 6 and 7 wait for the next t whose low bits are
+#: the emission slot, so the emission state's write slot is t's low bits too.
+_T_DONE = _T_MUL_PRIORITY + 2 + (_EMIT_SLOT - _T_MUL_PRIORITY - 2) % _ROW_WORDS
+assert _T_WINNER < _T_WRITE_LAST < _T_PASS2 and _T_WINNER + 2 <= _T_PASS2 + 2
+assert _T_DONE % _ROW_WORDS == _EMIT_SLOT and _T_WRITE_LAST % _ROW_WORDS == _LAST_TS_SLOT
 
 #: Clocks between two accepted signals when ``decisions`` is always ready.
-CLOCKS_PER_SIGNAL = _T_DONE + 2
+CLOCKS_PER_SIGNAL = _T_DONE - _T_FIRST + 2
 #: Most clock edges from accepting a signal to the edge that transfers its decision (with
 #: ``decisions.ready`` high): the decision register loads at the end of t = _T_DONE.
-LATENCY_MAX = _T_DONE + 2
+LATENCY_MAX = _T_DONE - _T_FIRST + 2
 #: Clock edges from accepting a stale signal to the edge that transfers its ``stale`` report.
-STALE_LATENCY = 1
+STALE_LATENCY = _T_WRITE_VOTE - _T_FIRST + 1
+
+
+class ReciprocalDivider(wiring.Component):
+    """The reciprocal of one weight sum W_A, exactly as :meth:`FusionParams.mask_table` has it.
+
+    ``start`` loads ``weight_sum``.  The next :data:`_NORM_CLOCKS` clocks normalize it to
+    N = W_A << (19 - s) (s = bit length of W_A), one left shift per clock while bit 18 is clear;
+    ``normalizing`` is high in exactly those clocks, so a user shifts its own operands along
+    (and never needs s).  The next 18 clocks divide 2**35 by N, one restoring step (one quotient
+    bit) per clock, and from :data:`RECIPROCAL_CLOCKS` clocks after ``start`` on, ``mantissa``
+    is ``ceil(2**35 / N) = ceil(2**(s + 16) / W_A)``, the contract's :func:`reciprocal`.
+
+    W_A = 0 gives a meaningless mantissa (the table holds 0): the rules never use it, since a
+    winning side with W_A = 0 has M = 0 and is a tie.
+    """
+
+    def __init__(self) -> None:
+        super().__init__({
+            "weight_sum": In(WEIGHT_SUM_BITS),
+            "start": In(1),
+            "normalizing": Out(1),
+            "busy": Out(1),
+            "mantissa": Out(RECIP_MANTISSA_BITS),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        # Every datapath register is loaded (or fully shifted through) before it is read: no
+        # reset, so no reset logic.
+        divisor = Signal(WEIGHT_SUM_BITS, reset_less=True)
+        remainder = Signal(WEIGHT_SUM_BITS, reset_less=True)   # < N < 2**19
+        quotient = Signal(_QUOTIENT_BITS, reset_less=True)
+        steps_left = Signal(range(RECIPROCAL_CLOCKS))
+        dividing = (steps_left != 0) & (steps_left <= _QUOTIENT_BITS)
+        m.d.comb += [
+            self.busy.eq(steps_left != 0),
+            self.normalizing.eq((steps_left > _QUOTIENT_BITS) & ~divisor[-1]),
+            # ceil: the floor plus one unless the division came out exact.
+            self.mantissa.eq(quotient + (remainder != 0)),
+        ]
+        with m.If(self.start):
+            m.d.sync += [
+                divisor.eq(self.weight_sum),
+                # 2**35 / N: the leading dividend bits 2**17 are below N >= 2**18, so the
+                # division starts with that partial remainder and 18 quotient bits remain.
+                remainder.eq(1 << (_QUOTIENT_BITS - 1)),
+                steps_left.eq(RECIPROCAL_CLOCKS - 1),
+            ]
+        with m.Elif(self.busy):
+            m.d.sync += steps_left.eq(steps_left - 1)
+        with m.If(self.normalizing):
+            m.d.sync += divisor.eq(divisor << 1)
+        with m.If(dividing):
+            doubled = Cat(0, remainder)
+            # One subtractor: its borrow is the comparison.
+            difference = Cat(doubled, 0) - divisor
+            fits = ~difference[-1]
+            m.d.sync += [
+                remainder.eq(Mux(fits, difference, doubled)),
+                quotient.eq(Cat(fits, quotient)),
+            ]
+        return m
 
 
 class SerialFusion(wiring.Component):
@@ -142,21 +243,19 @@ class SerialFusion(wiring.Component):
 
     :param pair_slots: pairs of the vote board (16 on the iCE40UP5K).  A signal's ``pair`` must
         be below it.
-    :param params: reset value of the parameter registers (and of the mask table).
-    :param divider_steps: quotient bits per clock of the mask table refresh.
+    :param params: reset value of the parameter registers.
 
     Ports as :class:`~sigfuse.gateware.fusion.FusionPipeline`'s: ``signals``, ``decisions``
     (with backpressure), ``stale`` (no backpressure), ``config`` (accepted while no signal is
-    being processed), ``params``, ``refreshing``, ``stats``.
+    being processed), ``params``, ``refreshing`` (always 0: there is no table to refresh),
+    ``stats``.
     """
 
-    def __init__(self, pair_slots: int = 16, *, params: FusionParams | None = None,
-                 divider_steps: int = 2) -> None:
+    def __init__(self, pair_slots: int = 16, *, params: FusionParams | None = None) -> None:
         if not 1 <= pair_slots <= 1 << SignalLayout["pair"].shape.width:
             raise ValueError(f"pair_slots must be within [1, 256], not {pair_slots}")
         self.pair_slots = pair_slots
         self.reset_params = params or FusionParams()
-        self.divider_steps = divider_steps
         super().__init__({
             "signals": In(stream.Signature(SignalLayout)),
             "decisions": Out(stream.Signature(DecisionLayout)),
@@ -170,95 +269,83 @@ class SerialFusion(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         pair_bits = max(1, ceil_log2(self.pair_slots))
-        slot_bits = ceil_log2(_ROW_WORDS)
+        words = self.pair_slots * _ROW_WORDS
 
         params = Signal(FusionConfigLayout, init=config_const(self.reset_params))
-        m.d.comb += self.params.eq(params)
+        m.d.comb += [self.params.eq(params), self.refreshing.eq(0)]
 
-        # Both memories are read through an asynchronous port into a plain register: Yosys then
-        # merges the register into the block RAM, where Amaranth's synchronous port (read-old
-        # on a collision) would cost a comparator and a bypass register of the word's width.
-        # The engine never reads a word in the clock it writes it, so `no_rw_check` is safe.
-        m.submodules.board = board = Memory(shape=VoteLayout, depth=self.pair_slots * _ROW_WORDS,
-                                            init=[], attrs={"no_rw_check": 1})
+        # Read through an asynchronous port into a plain register: Yosys then merges the
+        # register into the block RAM, where Amaranth's synchronous port (read-old on a
+        # collision) would cost a comparator and a bypass register of the word's width.  The
+        # engine never reads a word in the clock it writes it, so `no_rw_check` is safe.
+        m.submodules.board = board = Memory(shape=VoteLayout, depth=words, init=[],
+                                            attrs={"no_rw_check": 1})
         board_rd = board.read_port(domain="comb")
         board_wr = board.write_port()
         vote_in = Signal(VoteLayout, reset_less=True)
         m.d.sync += vote_in.eq(board_rd.data)
 
-        m.submodules.mask_table = mask_table = Memory(
-            shape=MaskLayout, depth=1 << SOURCE_SLOTS, init=mask_entries(self.reset_params),
-            attrs={"no_rw_check": 1})
-        mask_rd = mask_table.read_port(domain="comb")
-        mask_wr = mask_table.write_port()
-        entry = Signal(MaskLayout, reset_less=True)
-        m.d.sync += entry.eq(mask_rd.data)
-
-        m.submodules.refresh = refresh = MaskTableRefresh(self.divider_steps)
-        m.d.comb += [
-            refresh.weights.eq(params.weights),
-            mask_wr.addr.eq(refresh.write_addr),
-            mask_wr.data.eq(refresh.write_data),
-            mask_wr.en.eq(refresh.write_en),
-        ]
+        m.submodules.reciprocal = reciprocal = ReciprocalDivider()
 
         # --- state -------------------------------------------------------------------------
+        # Datapath registers are reset-less: each is loaded or cleared by the schedule before
+        # it is read, and a reset costs a LUT per distinct enable and crowds placement.
         busy = Signal()
-        t = Signal(range(_T_DONE + 1))
+        t = Signal(range(_T_DONE + 1), reset_less=True)
+        # Reset, unlike the rest of the datapath: the board is cleared from it after a reset
+        # (ts_us = 0 is the power-on last_ts).
         sig = Signal(SignalLayout)
-        stale = Signal()
-        last_ts = Signal(TS_BITS)
-        seq = Signal(DecisionLayout["seq"].shape)
+        stale = Signal(reset_less=True)
 
         # Scan pipeline: slot read (R), difference and products (D), sums (C).
-        r_active, r_slot = Signal(), Signal(slot_bits)
-        d_active, d_slot = Signal(), Signal(slot_bits)
-        d_valid, d_side = Signal(), Signal()
-        age = Signal(TS_BITS)
-        wc = Signal(_WC_BITS)
-        we = Signal(signed(_WE_BITS + 1))
-        buy, sell = Signal(_SUM_C_BITS), Signal(_SUM_C_BITS)
-        buy_x, sell_x = Signal(unsigned(_SUM_E_BITS)), Signal(unsigned(_SUM_E_BITS))
-        buy_mask, sell_mask = Signal(SOURCE_SLOTS), Signal(SOURCE_SLOTS)
-        emit_state = Signal(EmitStateLayout)   # last_emit_ts is not kept: only `cooling`
-        cool_recent = Signal()                 # ts - last_emit_ts < cooldown
+        weight = Signal(_WEIGHT_BITS, reset_less=True)       # w_k of the slot in D
+        weight_c = Signal(_WEIGHT_BITS, reset_less=True)     # w_k of the slot in C
+        d_valid, d_side = Signal(reset_less=True), Signal(reset_less=True)
+        age = Signal(TS_BITS, reset_less=True)
+        wc = Signal(_WC_BITS, reset_less=True)
+        we = Signal(signed(_WE_BITS + 1), reset_less=True)
+        buy, sell = Signal(_SUM_C_BITS, reset_less=True), Signal(_SUM_C_BITS, reset_less=True)
+        m_norm = Signal(_M_NORM_BITS, reset_less=True)       # M, then M << (19 - s)
+        x_norm = Signal(signed(_SUM_E_BITS), reset_less=True)  # X, then X << (19 - s)
+        weight_sum = Signal(WEIGHT_SUM_BITS, reset_less=True)
+        n_index = Signal(ceil_log2(SOURCE_SLOTS), reset_less=True)   # n - 1
+        emit_state = Signal(EmitStateLayout, reset_less=True)   # only has_side and side
+        cool_recent = Signal(reset_less=True)                  # ts - last_emit_ts < cooldown
 
-        side_star, tie, quorum_ok, consensus, x_positive = (Signal() for _ in range(5))
-        m_norm = Signal(_M_NORM_BITS)          # M, then M << (19 - s)
-        x_norm = Signal(_X_NORM_BITS)          # X (when positive), then X << (19 - s)
-        norm_left = Signal(range(_NORM + 1))
-        mul_a = Signal(_MUL_A_BITS)
-        mul_b = Signal(_MUL_B_BITS)
-        product = Signal(_MUL_A_BITS + _MUL_B_BITS)
-        average = Signal(_AVERAGE_BITS)
-        x_low = Signal(_X_LIMB + _MUL_B_BITS - _X_LIMB)   # X_lo*mantissa >> 17
-        edge = Signal(_EDGE_BITS)
-        confidence = Signal(_CONF_BITS)
-        quality = Signal()
+        side_star, tie, quorum_ok, consensus, x_positive = (Signal(reset_less=True)
+                                                             for _ in range(5))
+        mul_a = Signal(_MUL_A_BITS, reset_less=True)
+        mul_b = Signal(_MUL_B_BITS, reset_less=True)
+        product = Signal(_MUL_A_BITS + _MUL_B_BITS, reset_less=True)
+        average = Signal(_AVERAGE_BITS, reset_less=True)
+        x_low = Signal(_MUL_B_BITS, reset_less=True)          # X_lo*mantissa >> 17
+        edge = Signal(_EDGE_BITS, reset_less=True)
+        confidence = Signal(_CONF_BITS, reset_less=True)
+        quality = Signal(reset_less=True)
 
         dec_valid = Signal()
-        decision = Signal(DecisionLayout)
 
         # --- re-initialization after a reset (as in FusionPipeline) ----------------------------
         # Memories keep their contents through ``rst``; a reset after the first one clears the
-        # board row by row and recomputes the mask table from the reset weights.  ``ran`` and
-        # ``reinit`` are reset-less so they see the reset itself.
+        # board (votes, emission states and last_ts) word by word.  ``ran`` and ``reinit`` are
+        # reset-less so they see the reset itself.
         ran = Signal(reset_less=True)
         reinit = Signal(reset_less=True)
-        clear_addr = Signal(range(self.pair_slots * _ROW_WORDS))
+        clear_addr = Signal(range(words))
         m.d.sync += ran.eq(ran | ~ResetSignal())
         with m.If(ResetSignal() & ran):
             m.d.sync += reinit.eq(1)
         with m.Elif(reinit):
             m.d.sync += clear_addr.eq(clear_addr + 1)
-            with m.If(clear_addr == self.pair_slots * _ROW_WORDS - 1):
+            with m.If(clear_addr == words - 1):
                 m.d.sync += reinit.eq(0)
         clearing = reinit & ~ResetSignal()
 
         # --- flow control ------------------------------------------------------------------
-        idle = ~busy & ~refresh.busy & ~reinit
+        # New weights apply from the next signal on with no stall: every weight-dependent
+        # value is computed per signal from the registers in force.
+        idle = ~busy & ~reinit
         m.d.comb += [
-            self.refreshing.eq(refresh.busy | reinit),
             self.signals.ready.eq(idle & ~self.config.valid &
                                   (~dec_valid | self.decisions.ready)),
             self.config.ready.eq(idle),
@@ -266,40 +353,30 @@ class SerialFusion(wiring.Component):
         accept = self.signals.valid & self.signals.ready
         with m.If(self.config.valid & self.config.ready):
             m.d.sync += params.eq(self.config.payload)
-            # Unchanged weights need no refresh (and no stall), as in the pipeline.
-            m.d.comb += refresh.start.eq(self.config.payload.weights.as_value() !=
-                                         params.weights.as_value())
-        with m.If(clearing & (clear_addr == self.pair_slots * _ROW_WORDS - 1)):
-            m.d.comb += refresh.start.eq(1)
 
-        incoming = self.signals.payload
         with m.If(accept):
-            m.d.sync += [busy.eq(1), t.eq(0), sig.eq(incoming),
-                         stale.eq(incoming.ts_us < last_ts)]
+            m.d.sync += [busy.eq(1), t.eq(_T_FIRST), sig.eq(self.signals.payload)]
         with m.Elif(busy):
             m.d.sync += t.eq(t + 1)
 
         def at(step):
             return busy & (t == step)
 
-        # --- t = 0: rule 1 report, rule 2 write --------------------------------------------
-        m.d.comb += [self.stale.valid.eq(at(0) & stale), self.stale.payload.eq(sig)]
-        with m.If(at(0) & stale):
-            m.d.sync += busy.eq(0)
-        with m.If(at(0) & ~stale):
-            # Updated one clock after the compare: the 64-bit carry chain then drives only the
-            # `stale` register, not the enable of 64 flip-flops (the critical path otherwise).
-            m.d.sync += last_ts.eq(sig.ts_us)
-        with m.If(at(0)):
-            m.d.sync += [buy.eq(0), sell.eq(0), buy_x.eq(0), sell_x.eq(0),
-                         buy_mask.eq(0), sell_mask.eq(0)]
+        def during(first, last):
+            return busy & (t >= first) & (t <= last)
 
-        # The board's one write port: the vote at t = 0, the emission state at t = _T_DONE,
-        # zeros while clearing.  A word whose `valid` is 0 is ignored whatever else it holds, so
-        # only that bit and `side` need a multiplexer.  The emission state is stored in vote
-        # form: valid = has_side, ts_us = last_emit_ts, side = side.
+        # --- the board's ports -----------------------------------------------------------
+        # Read: slot t mod 16 of the signal's pair, or of pair 0 for the last_ts word.
+        read_slot = t[:_SLOT_BITS]
+        m.d.comb += board_rd.addr.eq(Cat(read_slot,
+                                         Mux(t == _T_FIRST, 0, sig.pair[:pair_bits])))
+        # Write: the vote (rule 2), last_ts, the emission state, zeros while clearing.  A word
+        # whose `valid` is 0 is ignored whatever else it holds, so only that bit and `side`
+        # need a multiplexer.  The emission state is stored in vote form: valid = has_side,
+        # ts_us = last_emit_ts, side = side; last_ts is the ts_us of its word.
         emit, reset_side = Signal(), Signal()
         write_vote = at(_T_WRITE_VOTE) & ~stale
+        write_last = at(_T_WRITE_LAST)
         write_emit = at(_T_DONE) & (emit | reset_side)
         board_word = Signal(VoteLayout)
         m.d.comb += [
@@ -309,95 +386,102 @@ class SerialFusion(wiring.Component):
             board_word.confidence.eq(sig.confidence),
             board_word.edge_bps.eq(sig.edge_bps),
             board_wr.addr.eq(Mux(clearing, clear_addr,
-                                 Cat(Mux(write_vote, sig.source, _EMIT_SLOT)[:slot_bits],
-                                     sig.pair[:pair_bits]))),
+                                 Cat(Mux(write_vote, sig.source, t[:_SLOT_BITS]),
+                                     Mux(write_last, 0, sig.pair[:pair_bits])))),
             board_wr.data.eq(board_word),
-            board_wr.en.eq(clearing | write_vote | write_emit),
+            board_wr.en.eq(clearing | write_vote | write_last | write_emit),
         ]
 
-        # --- R: slot k = t - 1 of the row, and w_k as W_A of the mask 1 << k ------------------
-        read_slot = (t - _T_READ_FIRST)[:slot_bits]
-        reading = busy & ~stale & (t >= _T_READ_FIRST) & (t <= _T_READ_FIRST + _EMIT_SLOT)
-        m.d.sync += [r_active.eq(reading), r_slot.eq(read_slot)]
-        sell_wins = sell > buy
-        win_mask = Mux(sell_wins, sell_mask, buy_mask)
-        m.d.comb += [
-            board_rd.addr.eq(Cat(read_slot, sig.pair[:pair_bits])),
-            # After the scan the winner's mask addresses the table (stable from t = _T_WINNER).
-            mask_rd.addr.eq(Mux(t > _T_READ_FIRST + _EMIT_SLOT,
-                                win_mask, (1 << read_slot)[:SOURCE_SLOTS])),
+        # --- R: the weight of slot k (k = t mod 16 < 8 in both passes) -------------------------
+        m.d.sync += weight.eq(params.weights[t[:ceil_log2(SOURCE_SLOTS)]])
+
+        # --- D: age (or rule 1's comparison) and products ------------------------------------
+        # One 65-bit subtractor serves rule 1 (its borrow: ts < last_ts) and every age
+        # ``ts - vote.ts`` (never negative: every time on the board is at most last_ts <= ts).
+        difference = Cat(sig.ts_us, 0) - vote_in.ts_us
+        m.d.sync += [
+            stale.eq(difference[-1]),
+            d_valid.eq(vote_in.valid),
+            d_side.eq(vote_in.side),
+            age.eq(difference[:TS_BITS]),
+            weight_c.eq(weight),
+            wc.eq((weight * vote_in.confidence) >> CONF_FRAC_BITS),
+            we.eq(weight * vote_in.edge_bps),
         ]
 
-        # --- D: age and products -----------------------------------------------------------
-        weight = entry.weight_sum[:_WEIGHT_BITS]
-        m.d.sync += [d_active.eq(r_active), d_slot.eq(r_slot)]
-        with m.If(r_active):
-            m.d.sync += [
-                d_valid.eq(vote_in.valid),
-                d_side.eq(vote_in.side),
-                age.eq(sig.ts_us - vote_in.ts_us),
-                wc.eq((weight * vote_in.confidence) >> CONF_FRAC_BITS),
-                we.eq(weight * vote_in.edge_bps),
-            ]
+        # --- t = _T_WRITE_VOTE: rule 1 report ------------------------------------------------
+        m.d.comb += [self.stale.valid.eq(at(_T_WRITE_VOTE) & stale), self.stale.payload.eq(sig)]
+        with m.If(at(_T_WRITE_VOTE)):
+            m.d.sync += [buy.eq(0), sell.eq(0)]
+            with m.If(stale):
+                m.d.sync += busy.eq(0)
 
-        # --- C: rule 3 sums, emission state ---------------------------------------------------
+        # --- C: rule 3 sums (pass 1), emission state, the winner side's W_A, X, n (pass 2) ----
+        # Two comparators: one shared between the durations (a multiplexed bound) saves ~20
+        # LUT4 but puts the schedule decode in front of a 32-bit carry chain (24 MHz).
         age_short = age[32:] == 0
         live = d_valid & age_short & (age[:32] <= params.vote_ttl_us)
-        with m.If(d_active & (d_slot == _EMIT_SLOT)):
+        with m.If(at(_T_PASS1 + _EMIT_SLOT + 2)):
             m.d.sync += [
                 emit_state.has_side.eq(d_valid),
                 emit_state.side.eq(d_side),
                 cool_recent.eq(age_short & (age[:32] < params.cooldown_us)),
             ]
-        with m.Elif(d_active & live):
-            # One adder pair for both sides: the vote's side picks which sums it joins.
-            sum_c = Mux(d_side, sell, buy) + wc
-            sum_x = Mux(d_side, sell_x, buy_x) + we
-            bit = (1 << d_slot[:ceil_log2(SOURCE_SLOTS)])[:SOURCE_SLOTS]
+        with m.If(during(_T_PASS1 + 2, _T_PASS1 + SOURCE_SLOTS + 1) & live):
             with m.If(d_side):
-                m.d.sync += [sell.eq(sum_c), sell_x.eq(sum_x), sell_mask.eq(sell_mask | bit)]
+                m.d.sync += sell.eq(sell + wc)
             with m.Else():
-                m.d.sync += [buy.eq(sum_c), buy_x.eq(sum_x), buy_mask.eq(buy_mask | bit)]
+                m.d.sync += buy.eq(buy + wc)
+        with m.If(during(_T_PASS2 + 2, _T_PASS2 + SOURCE_SLOTS + 1) & live &
+                  (d_side == side_star)):
+            m.d.sync += [
+                x_norm.eq(x_norm + we),
+                weight_sum.eq(weight_sum + weight_c),
+                # n counts only sources that carry weight: a zero weight switches one off.
+                n_index.eq(n_index + (weight_c != 0)),
+            ]
 
         # --- multiplier shared by rules 5 and 7 -----------------------------------------------
         m.d.sync += product.eq(mul_a * mul_b)
 
         # --- t = _T_WINNER: rule 4 ----------------------------------------------------------------
+        sell_wins = sell > buy
         with m.If(at(_T_WINNER)):
-            x_win = Mux(sell_wins, sell_x, buy_x).as_signed()
             m.d.sync += [
                 side_star.eq(sell_wins),
                 tie.eq(sell == buy),
                 m_norm.eq(Mux(sell_wins, sell, buy)),
-                x_norm.eq(x_win[:_X_NORM_BITS]),
-                x_positive.eq(x_win > 0),
                 mul_a.eq(buy + sell),
                 mul_b.eq(params.consensus_threshold),
+                x_norm.eq(0),
+                weight_sum.eq(0),
+                n_index.eq(-1),
             ]
-        # --- t = _T_LOOKUP: the winner's mask entry ------------------------------------------------
-        with m.If(at(_T_LOOKUP)):
-            m.d.sync += [
-                quorum_ok.eq(entry.weight_sum >= params.quorum),
-                norm_left.eq(_NORM - entry.shift),
-            ]
-        # --- t = _T_CONSENSUS: rule 5's θ test; then normalization --------------------------------
-        with m.If(at(_T_CONSENSUS)):
+        # --- rule 5's θ test (θ·T is ready two clocks after the winner) --------------------------
+        with m.If(at(_T_WINNER + 2)):
             m.d.sync += consensus.eq((m_norm << CONF_FRAC_BITS) >= product)
-        with m.If(busy & (t >= _T_CONSENSUS) & (t < _T_MUL_M) & (norm_left != 0)):
-            m.d.sync += [m_norm.eq(m_norm << 1), x_norm.eq(x_norm << 1),
-                         norm_left.eq(norm_left - 1)]
+        # --- t = _T_SUMS: quorum; the reciprocal of W_A, normalizing M and X along ---------------
+        m.d.comb += [reciprocal.weight_sum.eq(weight_sum), reciprocal.start.eq(at(_T_SUMS))]
+        with m.If(at(_T_SUMS)):
+            m.d.sync += [
+                quorum_ok.eq(weight_sum >= params.quorum),
+                # X = 0 makes the edge 0, which fails E > 0 anyway: the sign is the whole test.
+                x_positive.eq(~x_norm[-1]),
+            ]
+        with m.If(busy & reciprocal.normalizing):
+            m.d.sync += [m_norm.eq(m_norm << 1), x_norm.eq(x_norm << 1)]
+
         # --- rule 5 divisions by W_A, boost; rule 7 product -----------------------------------
-        mantissa = entry.mantissa
         with m.If(at(_T_MUL_M)):
-            m.d.sync += [mul_a.eq(m_norm), mul_b.eq(mantissa)]
+            m.d.sync += [mul_a.eq(m_norm), mul_b.eq(reciprocal.mantissa)]
         with m.If(at(_T_MUL_X_LO)):
             m.d.sync += mul_a.eq(x_norm[:_X_LIMB])
         with m.If(at(_T_MUL_X_HI)):
-            m.d.sync += [mul_a.eq(x_norm[_X_LIMB:]), average.eq(product[_AVERAGE_SHIFT:])]
+            m.d.sync += mul_a.eq(x_norm[_X_LIMB:_X_NORM_BITS])
+        # Loaded in every clock: each is read the clock after the one its product is ready in.
+        m.d.sync += [average.eq(product[_AVERAGE_SHIFT:]), x_low.eq(product[_X_LIMB:])]
         with m.If(at(_T_MUL_BOOST)):
-            n_index = (entry.n - 1)[:ceil_log2(SOURCE_SLOTS)]
-            m.d.sync += [mul_a.eq(average), mul_b.eq(params.boost[n_index]),
-                         x_low.eq(product[_X_LIMB:])]
+            m.d.sync += [mul_a.eq(average), mul_b.eq(params.boost[n_index])]
         with m.If(at(_T_EDGE)):
             m.d.sync += edge.eq((product + x_low)[_EDGE_SHIFT - _X_LIMB:])
         with m.If(at(_T_MUL_PRIORITY)):
@@ -419,24 +503,27 @@ class SerialFusion(wiring.Component):
             reset_side.eq(tie | ~consensus | ~quorum_ok),
             emit.eq(~reset_side & quality & edge_positive & ~cooling),
         ]
-        priority = product >> (CONF_FRAC_BITS - PRIORITY_FRAC_BITS)
         with m.If(at(_T_DONE)):
-            m.d.sync += busy.eq(0)
-            with m.If(emit):
-                m.d.sync += [
-                    dec_valid.eq(1),
-                    decision.ts_us.eq(sig.ts_us),
-                    decision.pair.eq(sig.pair),
-                    decision.side.eq(side_star),
-                    decision.confidence.eq(confidence),
-                    decision.edge_bps.eq(edge),
-                    decision.priority.eq(Mux(priority > PRIORITY_MAX, PRIORITY_MAX, priority)),
-                    decision.seq.eq(seq),
-                    seq.eq(seq + 1),
-                ]
+            m.d.sync += [busy.eq(0), dec_valid.eq(emit)]
         with m.Elif(self.decisions.ready):
             m.d.sync += dec_valid.eq(0)
-        m.d.comb += [self.decisions.valid.eq(dec_valid), self.decisions.payload.eq(decision)]
+        # The decision is read straight from the engine's registers: none of them changes
+        # before the next accepted signal, and a signal is only accepted when the decision
+        # transfers in the same clock.  For the same reason every earlier decision has
+        # transferred by now, so ``seq`` (decisions emitted before) is ``decisions_out``.  The
+        # product register keeps confidence*edge: the multiplier's operands stay put too.
+        priority = product >> (CONF_FRAC_BITS - PRIORITY_FRAC_BITS)
+        decision = self.decisions.payload
+        m.d.comb += [
+            self.decisions.valid.eq(dec_valid),
+            decision.ts_us.eq(sig.ts_us),
+            decision.pair.eq(sig.pair),
+            decision.side.eq(side_star),
+            decision.confidence.eq(confidence),
+            decision.edge_bps.eq(edge),
+            decision.priority.eq(Mux(priority > PRIORITY_MAX, PRIORITY_MAX, priority)),
+            decision.seq.eq(self.stats.decisions_out),
+        ]
 
         stats = self.stats
         m.d.sync += [

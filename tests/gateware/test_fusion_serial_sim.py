@@ -19,7 +19,6 @@ from amaranth.sim import DomainReset, Simulator
 from sigfuse.contract import (CONF_ONE, DURATION_MAX, SIGNAL_LAYOUT, SOURCE_SLOTS, TS_MAX,
                               Decision, FusionParams, Signal)
 from sigfuse.fusion import FusionEngine
-from sigfuse.gateware.fusion import refresh_clocks
 from sigfuse.gateware.fusion_params import config_const
 from sigfuse.gateware.fusion_serial import (CLOCKS_PER_SIGNAL, LATENCY_MAX, STALE_LATENCY,
                                             SerialFusion)
@@ -34,7 +33,7 @@ def run_serial(stim: Stimulus, **kwargs):
     time the stalled output holds a decision."""
     n = len(stim.signals())
     writes = sum(1 for e in stim.events if isinstance(e, FusionParams))
-    kwargs.setdefault("max_clocks", 4 * CLOCKS_PER_SIGNAL * n + writes * (refresh_clocks() + 50)
+    kwargs.setdefault("max_clocks", 4 * CLOCKS_PER_SIGNAL * n + writes * 50
                       + 1000)
     return run_pipeline(stim, factory=SerialFusion, latency=LATENCY_MAX, **kwargs)
 
@@ -117,6 +116,9 @@ def test_cadence_and_latency_bound() -> None:
 
 
 def test_weight_change_applies_to_live_votes() -> None:
+    """New weights apply to the votes already on the board from the next signal on
+    (:meth:`FusionEngine.set_params`), with no stall: there is no table to recompute, and
+    ``refreshing`` never rises."""
     buy_heavy = FusionParams(weights=(CONF_ONE, 0x1000, 0x1000, 0, 0, 0, 0, 0), cooldown_us=0,
                              quorum=0, min_confidence=0, consensus_threshold=CONF_ONE // 2)
     sell_heavy = FusionParams(weights=(0x1000, CONF_ONE, CONF_ONE, 0, 0, 0, 0, 0), cooldown_us=0,
@@ -132,8 +134,9 @@ def test_weight_change_applies_to_live_votes() -> None:
     assert old.fuse(probe).side == 0
     index, decision = expected.decisions[-1]
     assert index == 3 and decision.side == 1
+    # The driver offers the probe the clock after the write: it is accepted right away.
     stall = obs.accepted[3] - obs.config_written[0]
-    assert refresh_clocks() <= stall <= refresh_clocks() + 2, stall
+    assert stall == 1, stall
 
 
 def test_long_gaps_and_extreme_durations() -> None:
@@ -159,8 +162,8 @@ def test_long_gaps_and_extreme_durations() -> None:
 
 
 def test_reset_after_running_restores_the_power_on_state() -> None:
-    """A reset after the engine has run clears the board and recomputes the mask table from the
-    reset weights: afterwards it answers a stream like a freshly configured engine."""
+    """A reset after the engine has run clears the board (votes, emission states, last_ts) and
+    restores the reset parameters: afterwards it answers a stream like a fresh engine."""
     initial = FusionParams()
     other = FusionParams(weights=(0x1000, CONF_ONE, CONF_ONE, 0x2000, 0x800, 0, 0, 0),
                          quorum=0, min_confidence=0, cooldown_us=0)
@@ -197,7 +200,6 @@ def test_reset_after_running_restores_the_power_on_state() -> None:
         ctx.set(dut.config.valid, 1)
         await ctx.tick().until(dut.config.ready)
         ctx.set(dut.config.valid, 0)
-        await ctx.tick().until(~dut.refreshing)
         ctx.set(reset, 1)
         for _ in range(3):
             try:
@@ -207,10 +209,10 @@ def test_reset_after_running_restores_the_power_on_state() -> None:
         ctx.set(reset, 0)
         clocks = 0
         while True:
-            _, _, refreshing, ready = await ctx.tick().sample(dut.refreshing, dut.signals.ready)
+            _, _, refreshing, ready = await ctx.tick().sample(dut.refreshing, dut.config.ready)
             clocks += 1
-            assert not (refreshing and ready)
-            if not refreshing:
+            assert not refreshing
+            if ready:
                 break
         reinit_clocks.append(clocks)
         assert ctx.get(dut.params.as_value()) == config_const(initial).as_value().value
@@ -235,6 +237,6 @@ def test_reset_after_running_restores_the_power_on_state() -> None:
     want_after = fresh(after)
     assert want_after, "the stream after the reset must produce decisions"
     assert outputs["after"] == want_after
-    # Clearing 16 board words per pair, then the mask table refresh from the reset weights.
+    # Clearing 16 board words per pair, nothing else.
     words = PAIR_SLOTS * 16
-    assert words + refresh_clocks() <= reinit_clocks[0] <= words + refresh_clocks() + 4
+    assert words <= reinit_clocks[0] <= words + 4, reinit_clocks
