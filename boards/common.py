@@ -84,6 +84,8 @@ class BoardSpec:
     #: Extra nextpnr options for this board's builds (part of the cache key, like every
     #: command line of the plan).
     nextpnr_opts: str = ""
+    #: Extra options of Yosys's ``synth_<family>`` for this board's builds (cache key too).
+    synth_opts: str = ""
     #: The core ``sigfuse build`` puts on this board unless told otherwise (a name of
     #: :data:`sigfuse.build.CORES`): the product where it fits, else the UART-echo stand-in.
     default_core: str = "product"

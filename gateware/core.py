@@ -1,8 +1,12 @@
-"""The product core: link + register file + fusion pipeline + priority queue.
+"""The product core: link + register file + fusion engine + priority queue.
 
 :class:`SigfuseCore` is what a board (or the virtual board) runs.  It makes exactly the
-connections documented in :mod:`.link` between :class:`~.link.LinkCore`,
-:class:`~.fusion.FusionPipeline` and :class:`~.queue.PriorityQueue`.
+connections documented in :mod:`.link` between :class:`~.link.LinkCore`, the fusion engine and
+the queue: :class:`~.fusion.FusionPipeline` and :class:`~.queue.PriorityQueue` (one signal, one
+push and one pop per clock; the ULX3S), or :class:`~.fusion_serial.SerialFusion` and
+:class:`~.queue_serial.SerialQueue` (tens of clocks each, small enough for the iCE40UP5K; the
+iCEBreaker).  Both pairs have the same ports and the same results; the dispatcher's wait after
+each signal (:func:`settle_clocks`) is what differs.
 
 With ``divisor`` set, the core has the board interface of :data:`sigfuse.boards.common.CORE_SIGNATURE`
 (``uart_rx``, ``uart_tx``, ``link_error``); with ``divisor=None`` the UART PHY is left out and
@@ -19,6 +23,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from importlib import resources
+from typing import NamedTuple
 
 from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
@@ -27,11 +32,14 @@ from amaranth.lib.wiring import In, Out
 from ..contract import DropReason, FusionParams
 from .framing import RegisterSlice
 from .fusion import LATENCY as FUSION_LATENCY, FusionPipeline
+from .fusion_serial import LATENCY_MAX as SERIAL_FUSION_LATENCY, SerialFusion
 from .link import LinkCore
 from .queue import PriorityQueue
+from .queue_serial import SerialQueue, op_clocks_max
 
-__all__ = ["CoreParameters", "BOARD_PARAMETERS", "DESIGN_SOURCES", "source_digest", "SigfuseCore",
-           "build_id", "core_parameters", "product_core", "SETTLE_CLOCKS"]
+__all__ = ["ENGINES", "CoreParameters", "BoardBuild", "BOARD_PARAMETERS", "DESIGN_SOURCES",
+           "source_digest", "SigfuseCore", "build_id", "core_parameters", "product_core",
+           "SETTLE_CLOCKS", "settle_clocks"]
 
 #: The dispatcher's wait after each signal before it sends that signal's results (the bound its
 #: docstring gives, LATENCY + 2: the decision enters the queue LATENCY clocks after the signal's
@@ -39,6 +47,14 @@ __all__ = ["CoreParameters", "BOARD_PARAMETERS", "DESIGN_SOURCES", "source_diges
 #: wait runs while the next signal's record is read (15 clocks), so it costs nothing; the
 #: virtual-board traces fail with LATENCY - 3 and pass with LATENCY - 1 (two clocks of margin).
 SETTLE_CLOCKS = FUSION_LATENCY + 2
+
+#: The two implementations of fusion and queue behind the same ports: ``"pipeline"`` is one
+#: signal and one push and pop per clock (:class:`~.fusion.FusionPipeline`,
+#: :class:`~.queue.PriorityQueue`); ``"serial"`` takes several clocks per signal and per queue
+#: operation and is small enough for the iCE40UP5K (:class:`~.fusion_serial.SerialFusion`,
+#: :class:`~.queue_serial.SerialQueue`).  A UART brings a signal every few hundred clocks, so on
+#: a board the serial engine costs no throughput.
+ENGINES = ("pipeline", "serial")
 
 
 @dataclass(frozen=True)
@@ -50,14 +66,30 @@ class CoreParameters:
     #: Clocks per UART bit; 0 for a byte-stream link (virtual board, other PHYs).
     uart_divisor: int
     ram_style: str | None = None
+    #: One of :data:`ENGINES`.
+    engine: str = "pipeline"
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {self.engine!r}")
 
 
-#: Per-board product builds: pair slots, queue capacity (issue 3's build parameters) and the
-#: vote board's RAM style (LUT RAM on the ECP5: a DP16KD's clock-to-out is most of a cycle,
-#: docs/fusion-pipeline.md).
-BOARD_PARAMETERS: dict[str, tuple[int, int, str | None]] = {
-    "icebreaker": (16, 32, None),
-    "ulx3s": (64, 256, "distributed"),
+class BoardBuild(NamedTuple):
+    """What a board's product core is built with (besides its clock and link)."""
+    pair_slots: int
+    queue_capacity: int
+    #: The vote board's RAM style (LUT RAM on the ECP5: a DP16KD's clock-to-out is most of a
+    #: cycle, docs/fusion-pipeline.md).
+    ram_style: str | None
+    engine: str
+
+
+#: Per-board product builds: pair slots and queue capacity are issue 3's build parameters.  The
+#: iCE40UP5K cannot hold the one-signal-per-clock engine (docs/fusion-pipeline.md), so the
+#: iCEBreaker builds the serial one.
+BOARD_PARAMETERS: dict[str, BoardBuild] = {
+    "icebreaker": BoardBuild(16, 32, None, "serial"),
+    "ulx3s": BoardBuild(64, 256, "distributed", "pipeline"),
 }
 
 
@@ -68,7 +100,7 @@ BOARD_PARAMETERS: dict[str, tuple[int, int, str | None]] = {
 DESIGN_SOURCES: tuple[tuple[str, str], ...] = tuple(
     [(__package__, f"{name}.py") for name in (
         "core", "link", "uart", "cobs", "framing", "dispatcher", "regfile", "fusion",
-        "fusion_params", "queue", "layouts")]
+        "fusion_params", "queue", "fusion_serial", "queue_serial", "layouts")]
     + [("sigfuse", f"{name}.py") for name in ("contract", "protocol", "regmap")])
 
 
@@ -85,8 +117,18 @@ def build_id(parameters: CoreParameters) -> int:
     """The 32-bit build ID of a product core with ``parameters`` built from these sources."""
     digest = hashlib.sha256(source_digest())
     digest.update(repr((parameters.pair_slots, parameters.queue_capacity, parameters.clk_hz,
-                        parameters.uart_divisor, parameters.ram_style)).encode())
+                        parameters.uart_divisor, parameters.ram_style,
+                        parameters.engine)).encode())
     return int.from_bytes(digest.digest()[:4], "little")
+
+
+def settle_clocks(parameters: CoreParameters) -> int:
+    """The dispatcher's wait after each signal before it sends that signal's results: the
+    longest time from a signal's transfer to its last result (decision into the queue, then the
+    drop it causes), plus the clock that captures it."""
+    if parameters.engine == "pipeline":
+        return SETTLE_CLOCKS
+    return SERIAL_FUSION_LATENCY + op_clocks_max(parameters.queue_capacity) + 2
 
 
 class SigfuseCore(wiring.Component):
@@ -115,23 +157,47 @@ class SigfuseCore(wiring.Component):
         m.submodules.link = link = LinkCore(
             divisor=p.uart_divisor or None, pair_slots=p.pair_slots,
             queue_capacity=p.queue_capacity, clk_hz=p.clk_hz, build_id=self.build_id,
-            params=self.reset_params, settle_clocks=SETTLE_CLOCKS)
-        m.submodules.fusion = pipeline = FusionPipeline(p.pair_slots, params=self.reset_params,
-                                                        ram_style=p.ram_style)
-        m.submodules.queue = q = PriorityQueue(p.queue_capacity)
+            params=self.reset_params, settle_clocks=settle_clocks(p),
+            settle_on_idle=p.engine == "serial")
+        if p.engine == "serial":
+            pipeline = SerialFusion(p.pair_slots, params=self.reset_params)
+            q = SerialQueue(p.queue_capacity)
+        else:
+            pipeline = FusionPipeline(p.pair_slots, params=self.reset_params,
+                                      ram_style=p.ram_style)
+            q = PriorityQueue(p.queue_capacity)
+        m.submodules.fusion = pipeline
+        m.submodules.queue = q
 
         wiring.connect(m, link.signals, pipeline.signals)
         wiring.connect(m, link.config, pipeline.config)
-        wiring.connect(m, pipeline.decisions, q.push)      # the queue's push is always ready
-        # Pops go through register slices both ways: the queue's pop logic drives all of its
-        # cells, and without them the dispatcher's state decoding sat in front of that fan-out
-        # (the ULX3S's critical path).  A pop then takes two clocks more, which nothing waits on.
-        m.submodules.pop_slice = pop_slice = RegisterSlice(0)
-        m.submodules.popped_slice = popped_slice = RegisterSlice(q.popped.payload.shape())
-        wiring.connect(m, link.pop, pop_slice.i)
-        wiring.connect(m, pop_slice.o, q.pop)
-        wiring.connect(m, q.popped, popped_slice.i)
-        wiring.connect(m, popped_slice.o, link.popped)
+        # PriorityQueue's push is always ready.  SerialQueue's is not, but the dispatcher's
+        # settle wait (settle_clocks) covers the push's worst case, and nothing else reaches
+        # the queue meanwhile: pops are sent only after a signal's results.
+        wiring.connect(m, pipeline.decisions, q.push)
+        if p.engine == "serial":
+            # The serial queue registers its output already; a slice would cost 160 logic cells
+            # of the UP5K's 5,280.
+            wiring.connect(m, link.pop, q.pop)
+            wiring.connect(m, q.popped, link.popped)
+            # The engine's time per signal varies (a stale signal ends early, a push shifts
+            # as many entries as it passes): the dispatcher stops waiting once both are idle,
+            # instead of always waiting settle_clocks.  The engine is busy from the clock after
+            # it accepts a signal until its decision has gone into the queue, and the queue
+            # from the clock after it sees that push until the drop report, if any.
+            m.d.comb += link.datapath_busy.eq(~pipeline.signals.ready | pipeline.decisions.valid
+                                              | q.busy)
+        else:
+            # Pops go through register slices both ways: the queue's pop logic drives all of
+            # its cells, and without them the dispatcher's state decoding sat in front of that
+            # fan-out (the ULX3S's critical path).  A pop then takes two clocks more, which
+            # nothing waits on.
+            m.submodules.pop_slice = pop_slice = RegisterSlice(0)
+            m.submodules.popped_slice = popped_slice = RegisterSlice(q.popped.payload.shape())
+            wiring.connect(m, link.pop, pop_slice.i)
+            wiring.connect(m, pop_slice.o, q.pop)
+            wiring.connect(m, q.popped, popped_slice.i)
+            wiring.connect(m, popped_slice.o, link.popped)
         events = link.datapath_events
         m.d.comb += [
             link.decisions.valid.eq(pipeline.decisions.valid & q.push.ready),
@@ -162,10 +228,11 @@ class SigfuseCore(wiring.Component):
 def core_parameters(board: str, clock_hz: int, uart_baud: int | None) -> CoreParameters:
     """The product core's parameters for ``board`` (``uart_baud=None``: byte-stream link)."""
     from ..boards.common import uart_divisor
-    pair_slots, capacity, ram_style = BOARD_PARAMETERS[board]
+    build = BOARD_PARAMETERS[board]
     divisor = uart_divisor(clock_hz, uart_baud) if uart_baud else 0
-    return CoreParameters(pair_slots=pair_slots, queue_capacity=capacity, clk_hz=clock_hz,
-                          uart_divisor=divisor, ram_style=ram_style)
+    return CoreParameters(pair_slots=build.pair_slots, queue_capacity=build.queue_capacity,
+                          clk_hz=clock_hz, uart_divisor=divisor, ram_style=build.ram_style,
+                          engine=build.engine)
 
 
 def product_core(context) -> SigfuseCore:

@@ -17,7 +17,9 @@ Port contract (what the board top connects; all in the sync domain)
     the frame during the wait.  ``settle_clocks`` must exceed the
     longest delay from a signal's transfer to its last result (fusion ``LATENCY`` + 1 for the
     queue's drop report, + 1).  At 3 Mbaud a signal takes 14 byte times = 140 bit times on the
-    wire, far more than the settling, so serializing costs no link throughput.
+    wire, far more than the settling, so serializing costs no link throughput.  With
+    ``settle_on_idle`` the wait also ends two clocks after the input ``datapath_busy`` falls
+    (the serial engine: its worst case is long, its usual case short).
 
 ``pop`` -- Out, ``stream.Signature(0)``
     Pop requests, to the queue's ``pop``; one at a time, each waits for its ``popped``.
@@ -118,16 +120,25 @@ class Dispatcher(wiring.Component):
         are refused (BAD_VALUE) before anything of their frame runs.
     :param settle_clocks: clocks to wait after each signal for its results (see the module
         docstring).
+    :param settle_on_idle: adds an input ``datapath_busy``; the wait after a signal also ends
+        once it has been low for two clocks in a row (the results, which arrive while it is high
+        or in the clock it falls, have been captured by then).  For a datapath whose time per
+        signal varies, like the serial engine, whose worst case ``settle_clocks`` must cover
+        but which mostly finishes far sooner.
     """
 
-    def __init__(self, *, pair_slots: int, settle_clocks: int = 16) -> None:
+    def __init__(self, *, pair_slots: int, settle_clocks: int = 16,
+                 settle_on_idle: bool = False) -> None:
         if not 1 <= pair_slots <= 256:
             raise ValueError(f"pair_slots must be within [1, 256], not {pair_slots}")
         if settle_clocks < 2:
             raise ValueError("settle_clocks must be at least 2")
         self.pair_slots = pair_slots
         self.settle_clocks = settle_clocks
+        self.settle_on_idle = settle_on_idle
+        extra = {"datapath_busy": In(1)} if settle_on_idle else {}
         super().__init__({
+            **extra,
             "frame": In(FrameReadSignature),
             "tx": Out(stream.Signature(PacketByteLayout)),
             "bus": Out(RegBusSignature),
@@ -240,6 +251,18 @@ class Dispatcher(wiring.Component):
         # The settle count runs by itself, so the next signal's record loads meanwhile.
         with m.If(settle != 0):
             m.d.sync += settle.eq(settle - 1)
+        if self.settle_on_idle:
+            # Clocks in a row with the datapath idle since the last signal's transfer: the
+            # transfer edge itself clears it (the datapath is busy from the next clock on).
+            quiet = Signal(2)
+            with m.If(self.signals.valid & self.signals.ready):
+                m.d.sync += quiet.eq(0)
+            with m.Elif(self.datapath_busy):
+                m.d.sync += quiet.eq(0)
+            with m.Elif(quiet != 2):
+                m.d.sync += quiet.eq(quiet + 1)
+            with m.If((quiet == 2) & (settle != 0)):
+                m.d.sync += settle.eq(0)
 
         with m.FSM():
             # --- a frame: header ---------------------------------------------------------------

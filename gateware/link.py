@@ -47,12 +47,14 @@ class LinkCore(wiring.Component):
     :param pair_slots, queue_capacity, clk_hz, build_id: identity registers (``pair_slots`` also
         bounds the accepted signals).
     :param params: reset values of the fusion registers.
-    :param settle_clocks: see :class:`~.dispatcher.Dispatcher`.
+    :param settle_clocks, settle_on_idle: see :class:`~.dispatcher.Dispatcher`
+        (``settle_on_idle`` adds the input ``datapath_busy``).
     """
 
     def __init__(self, *, divisor: int | None, pair_slots: int, queue_capacity: int,
                  clk_hz: int = 0, build_id: int = 0, params: FusionParams | None = None,
-                 settle_clocks: int = 16, glitch_clocks: int | None = None) -> None:
+                 settle_clocks: int = 16, settle_on_idle: bool = False,
+                 glitch_clocks: int | None = None) -> None:
         self.divisor = divisor
         self.pair_slots = pair_slots
         self.queue_capacity = queue_capacity
@@ -60,6 +62,7 @@ class LinkCore(wiring.Component):
         self.build_id = build_id
         self.reset_params = params or FusionParams()
         self.settle_clocks = settle_clocks
+        self.settle_on_idle = settle_on_idle
         self.glitch_clocks = glitch_clocks
         members = {
             "signals": Out(stream.Signature(SignalLayout)),
@@ -74,6 +77,8 @@ class LinkCore(wiring.Component):
             "gauges": In(GaugesLayout),
             "link_error": Out(1),
         }
+        if settle_on_idle:
+            members["datapath_busy"] = In(1)
         if divisor is None:
             members["rx_bytes"] = In(stream.Signature(8))
             members["tx_bytes"] = Out(stream.Signature(8))
@@ -86,7 +91,8 @@ class LinkCore(wiring.Component):
         m = Module()
         m.submodules.deframer = deframer = Deframer()
         m.submodules.dispatcher = dispatcher = Dispatcher(pair_slots=self.pair_slots,
-                                                          settle_clocks=self.settle_clocks)
+                                                          settle_clocks=self.settle_clocks,
+                                                          settle_on_idle=self.settle_on_idle)
         m.submodules.regfile = regfile = RegisterFile(
             params=self.reset_params, build_id=self.build_id, clk_hz=self.clk_hz,
             pair_slots=self.pair_slots, queue_capacity=self.queue_capacity,
@@ -102,6 +108,8 @@ class LinkCore(wiring.Component):
         for name in ("decisions", "drops", "stale", "popped"):
             wiring.connect(m, wiring.flipped(getattr(self, name)), getattr(dispatcher, name))
         m.d.comb += [regfile.gauges.eq(self.gauges), self.params.eq(regfile.params)]
+        if self.settle_on_idle:
+            m.d.comb += dispatcher.datapath_busy.eq(self.datapath_busy)
 
         events = regfile.events
         for layout, source in ((DeframerEventsLayout, deframer.events),

@@ -266,17 +266,23 @@ def _prepare_plan(board, core_factory, report_name: str, sync_hz: int | None = N
         top = BoardTop(board, core_factory, sync_hz=sync_hz)
     except (TypeError, ValueError) as error:
         raise BuildError(f"{board.name}: {error}") from None
-    # An AMARANTH_nextpnr_opts override would replace the options this flow needs; merge it.
+    # An AMARANTH_nextpnr_opts / AMARANTH_synth_opts override would replace the options this
+    # flow needs; merge it.
     extra = os.environ.get("AMARANTH_nextpnr_opts", "")
     opts = " ".join(part for part in (board.nextpnr_opts, extra,
                                       f"--report {report_name} --timing-allow-fail") if part)
-    saved = os.environ.pop("AMARANTH_nextpnr_opts", None)
+    synth_opts = " ".join(part for part in (board.synth_opts,
+                                            os.environ.get("AMARANTH_synth_opts", "")) if part)
+    saved = {name: os.environ.pop(name, None)
+             for name in ("AMARANTH_nextpnr_opts", "AMARANTH_synth_opts")}
     try:
         # No source locations: the digest must not change with the checkout's path.
-        return platform.prepare(top, DESIGN_NAME, emit_src=False, nextpnr_opts=opts), top
+        return platform.prepare(top, DESIGN_NAME, emit_src=False, nextpnr_opts=opts,
+                                **({"synth_opts": synth_opts} if synth_opts else {})), top
     finally:
-        if saved is not None:
-            os.environ["AMARANTH_nextpnr_opts"] = saved
+        for name, value in saved.items():
+            if value is not None:
+                os.environ[name] = value
 
 
 _STEP_TITLES = {"yosys": "synthesis (yosys)", "nextpnr-ice40": "place and route (nextpnr-ice40)",

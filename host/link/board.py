@@ -81,12 +81,14 @@ def source_build(identity: BoardIdentity) -> str | None:
     if pcie_build_id(identity.pair_slots, identity.queue_capacity,
                      identity.clk_hz) == identity.build_id:
         return "pcie"
-    for board, (pair_slots, capacity, ram_style) in BOARD_PARAMETERS.items():
-        if (pair_slots, capacity) != (identity.pair_slots, identity.queue_capacity):
+    for board, build in BOARD_PARAMETERS.items():
+        if (build.pair_slots, build.queue_capacity) != (identity.pair_slots,
+                                                        identity.queue_capacity):
             continue
-        parameters = CoreParameters(pair_slots=pair_slots, queue_capacity=capacity,
-                                    clk_hz=identity.clk_hz, uart_divisor=identity.uart_divisor,
-                                    ram_style=ram_style)
+        parameters = CoreParameters(pair_slots=build.pair_slots,
+                                    queue_capacity=build.queue_capacity, clk_hz=identity.clk_hz,
+                                    uart_divisor=identity.uart_divisor,
+                                    ram_style=build.ram_style, engine=build.engine)
         if build_id(parameters) == identity.build_id:
             return board
     return None

