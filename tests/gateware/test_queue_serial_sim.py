@@ -19,31 +19,16 @@ import pytest
 from amaranth.sim import Simulator
 
 from sigfuse.contract import DECISION_LAYOUT, PRIORITY_MAX, Decision, DropReason
-from sigfuse.gateware.layouts import pack, unpack
+from sigfuse.gateware.layouts import pack
 from sigfuse.gateware.queue_serial import BEATS, SerialQueue, op_clocks_max
 from sigfuse.queue import DecisionQueue, PushOutcome
 from sigfuse.sim.queue.model import (DecisionSource, ExpectedDrop, QueueStats, TrafficPhase,
-                                     decision_from_fields, random_phases)
+                                     random_phases)
 
 SEEDS = [int(os.environ["SIGFUSE_SEED"])] if "SIGFUSE_SEED" in os.environ else [1, 2, 3]
 
-
-def _popped(ctx, dut) -> Decision | None:
-    raw = ctx.get(dut.popped.payload.as_value())
-    fields = unpack(DECISION_LAYOUT, raw)
-    empty = raw >> sum(f.width for f in DECISION_LAYOUT) & 1
-    return None if empty else decision_from_fields(fields)
-
-
-def _drop(ctx, dut) -> ExpectedDrop:
-    return ExpectedDrop(DropReason(ctx.get(dut.drop.payload.reason)),
-                        decision_from_fields(unpack(DECISION_LAYOUT,
-                                                    ctx.get(dut.drop.payload.decision.as_value()))))
-
-
-def _stats(ctx, dut) -> QueueStats:
-    return QueueStats(ctx.get(dut.occupancy), ctx.get(dut.high_water), ctx.get(dut.evicted),
-                      ctx.get(dut.rejected))
+# The output readers are PriorityQueue's: the two queues have the same ports.
+from .test_queue_sim import _drop, _popped, _stats  # noqa: E402
 
 
 def _reference_stats(q: DecisionQueue) -> QueueStats:
