@@ -164,7 +164,8 @@ class SerialQueue(wiring.Component):
             raise ValueError(f"queue capacity must be at least 2, not {capacity}")
         self.capacity = capacity
         self.ring = ring_size(capacity)
-        #: High while an operation is in progress (for testbenches; not a port).
+        #: High while an operation is in progress (not a port: the product core reads it for the
+        #: dispatcher's settle_on_idle, and testbenches do).
         self.busy = Signal()
         super().__init__({
             "push": In(stream.Signature(DecisionLayout)),
