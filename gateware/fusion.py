@@ -53,8 +53,8 @@ from .fusion_params import (PARAM_BITS, RECIP_MANTISSA_BITS, RECIP_SHIFT_BITS, W
 from .layouts import DecisionLayout, SignalLayout
 
 __all__ = ["LATENCY", "STALE_LATENCY", "VoteLayout", "RowLayout", "EmitStateLayout",
-           "FusionStatsLayout", "MaskTableRefresh", "FusionPipeline", "refresh_clocks",
-           "verilog_ports", "verilog_source"]
+           "FusionStatsLayout", "MaskTableRefresh", "FusionPipeline", "fusion_signature",
+           "refresh_clocks", "verilog_ports", "verilog_source"]
 
 #: Clock edges from the edge that accepts a signal to the first edge at which its decision can
 #: be transferred on ``decisions`` (S1..S5 plus the output FIFO's write-to-read cycle).
@@ -113,6 +113,20 @@ def _tree_sum(values):
             paired.append(values[-1])
         values = paired
     return values[0]
+
+
+def fusion_signature() -> wiring.Signature:
+    """The ports of a fusion engine (:class:`FusionPipeline`, and
+    :class:`~.fusion_serial.SerialFusion`, which the product core can put in its place)."""
+    return wiring.Signature({
+        "signals": In(stream.Signature(SignalLayout)),
+        "decisions": Out(stream.Signature(DecisionLayout)),
+        "stale": Out(stream.Signature(SignalLayout, always_ready=True)),
+        "config": In(stream.Signature(FusionConfigLayout)),
+        "params": Out(FusionConfigLayout),
+        "refreshing": Out(1),
+        "stats": Out(FusionStatsLayout),
+    })
 
 
 def refresh_clocks(steps_per_clock: int = 2) -> int:
@@ -253,15 +267,7 @@ class FusionPipeline(wiring.Component):
         self.output_depth = output_depth
         self.divider_steps = divider_steps
         self.ram_style = ram_style
-        super().__init__({
-            "signals": In(stream.Signature(SignalLayout)),
-            "decisions": Out(stream.Signature(DecisionLayout)),
-            "stale": Out(stream.Signature(SignalLayout, always_ready=True)),
-            "config": In(stream.Signature(FusionConfigLayout)),
-            "params": Out(FusionConfigLayout),
-            "refreshing": Out(1),
-            "stats": Out(FusionStatsLayout),
-        })
+        super().__init__(fusion_signature())
 
     def elaborate(self, platform):
         m = Module()

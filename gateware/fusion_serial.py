@@ -90,17 +90,17 @@ is missed by ~100.
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Mux, ResetSignal, Signal, signed
-from amaranth.lib import stream, wiring
+from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from ..contract import (BOOST_FRAC_BITS, CONF_FRAC_BITS, CONF_ONE, PRIORITY_FRAC_BITS,
                         PRIORITY_MAX, SOURCE_SLOTS, TS_BITS, FusionParams)
-from .fusion import EmitStateLayout, FusionStatsLayout, VoteLayout, verilog_ports
+from .fusion import EmitStateLayout, VoteLayout, fusion_signature, verilog_ports
 from .fusion_params import (PARAM_BITS, RECIP_MANTISSA_BITS, WEIGHT_SUM_BITS, FusionConfigLayout,
                             config_const)
-from .layouts import DecisionLayout, SignalLayout
+from .layouts import SignalLayout
 
 __all__ = ["CLOCKS_PER_SIGNAL", "LATENCY_MAX", "STALE_LATENCY", "RECIPROCAL_CLOCKS",
            "ReciprocalDivider", "SerialFusion"]
@@ -256,15 +256,7 @@ class SerialFusion(wiring.Component):
             raise ValueError(f"pair_slots must be within [1, 256], not {pair_slots}")
         self.pair_slots = pair_slots
         self.reset_params = params or FusionParams()
-        super().__init__({
-            "signals": In(stream.Signature(SignalLayout)),
-            "decisions": Out(stream.Signature(DecisionLayout)),
-            "stale": Out(stream.Signature(SignalLayout, always_ready=True)),
-            "config": In(stream.Signature(FusionConfigLayout)),
-            "params": Out(FusionConfigLayout),
-            "refreshing": Out(1),
-            "stats": Out(FusionStatsLayout),
-        })
+        super().__init__(fusion_signature())
 
     def elaborate(self, platform):
         m = Module()

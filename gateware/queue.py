@@ -54,8 +54,8 @@ from amaranth.lib.wiring import In, Out
 from ..contract import PRIORITY_BITS, DropReason
 from .layouts import DecisionLayout
 
-__all__ = ["PoppedLayout", "DropLayout", "STATS_COUNTER_BITS", "PriorityQueue", "verilog_ports",
-           "verilog_source"]
+__all__ = ["PoppedLayout", "DropLayout", "STATS_COUNTER_BITS", "queue_signature", "PriorityQueue",
+           "verilog_ports", "verilog_source"]
 
 #: Width of the evicted/rejected counters (they wrap, like every stats counter of the board).
 STATS_COUNTER_BITS = 32
@@ -73,6 +73,21 @@ DropLayout = data.StructLayout({
 })
 
 
+def queue_signature(capacity: int) -> wiring.Signature:
+    """The ports of a queue of ``capacity`` entries (:class:`PriorityQueue`, and
+    :class:`~.queue_serial.SerialQueue`, which the product core can put in its place)."""
+    return wiring.Signature({
+        "push": In(stream.Signature(DecisionLayout)),
+        "pop": In(stream.Signature(0)),
+        "popped": Out(stream.Signature(PoppedLayout)),
+        "drop": Out(stream.Signature(DropLayout, always_ready=True)),
+        "occupancy": Out(range(capacity + 1)),
+        "high_water": Out(range(capacity + 1)),
+        "evicted": Out(STATS_COUNTER_BITS),
+        "rejected": Out(STATS_COUNTER_BITS),
+    })
+
+
 class PriorityQueue(wiring.Component):
     """Bounded priority queue of decisions: one push and one pop per clock.
 
@@ -84,16 +99,7 @@ class PriorityQueue(wiring.Component):
             raise ValueError(f"queue capacity must be at least 2, not {capacity}")
         self.capacity = capacity
         self.state = _QueueState(capacity)
-        super().__init__({
-            "push": In(stream.Signature(DecisionLayout)),
-            "pop": In(stream.Signature(0)),
-            "popped": Out(stream.Signature(PoppedLayout)),
-            "drop": Out(stream.Signature(DropLayout, always_ready=True)),
-            "occupancy": Out(range(capacity + 1)),
-            "high_water": Out(range(capacity + 1)),
-            "evicted": Out(STATS_COUNTER_BITS),
-            "rejected": Out(STATS_COUNTER_BITS),
-        })
+        super().__init__(queue_signature(capacity))
 
     def elaborate(self, platform) -> Module:
         m = Module()

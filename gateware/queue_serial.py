@@ -117,13 +117,12 @@ decision, ~64 the two 32-bit drop counters, the rest addressing and control.  EC
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
 
 from ..contract import PRIORITY_BITS, DropReason
 from .layouts import DecisionLayout
-from .queue import STATS_COUNTER_BITS, DropLayout, PoppedLayout
+from .queue import queue_signature
 
 __all__ = ["BEAT_BITS", "BEATS", "SerialQueue", "op_clocks_max", "ring_size"]
 
@@ -167,16 +166,7 @@ class SerialQueue(wiring.Component):
         #: High while an operation is in progress (not a port: the product core reads it for the
         #: dispatcher's settle_on_idle, and testbenches do).
         self.busy = Signal()
-        super().__init__({
-            "push": In(stream.Signature(DecisionLayout)),
-            "pop": In(stream.Signature(0)),
-            "popped": Out(stream.Signature(PoppedLayout)),
-            "drop": Out(stream.Signature(DropLayout, always_ready=True)),
-            "occupancy": Out(range(capacity + 1)),
-            "high_water": Out(range(capacity + 1)),
-            "evicted": Out(STATS_COUNTER_BITS),
-            "rejected": Out(STATS_COUNTER_BITS),
-        })
+        super().__init__(queue_signature(capacity))
 
     def elaborate(self, platform) -> Module:
         m = Module()
