@@ -48,7 +48,7 @@ The register port (``bus``) goes to :class:`~.regfile.RegisterFile`, ``tx`` to t
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -85,7 +85,6 @@ DispatcherEventsLayout = data.StructLayout({
 _STATS = stats_registers()
 _STATS_BASE = _STATS[0].addr
 assert [r.addr for r in _STATS] == list(range(_STATS_BASE, _STATS_BASE + len(_STATS)))
-_RESULT_BITS = RESULT_RECORD_BYTES * 8
 #: Where ``kind`` starts within the last byte of a result record.
 _KIND_BIT = ResultRecordLayout["kind"].offset - 8 * (RESULT_RECORD_BYTES - 1)
 assert 0 <= _KIND_BIT and _KIND_BIT + ResultRecordLayout["kind"].shape.width <= 8
@@ -182,35 +181,48 @@ class Dispatcher(wiring.Component):
         pops_left = Signal(8)
 
         # --- results: one capture register per source --------------------------------------
-        # Each register loads from exactly one source (a flip-flop with enable, no input mux);
-        # the one byte multiplexer at the output is all the serializing costs.  A popped record
-        # is not copied: `popped` is held (ready low) until its record has been sent.
-        dec_r, dec_p = Signal(DecisionLayout), Signal()
-        drop_r, drop_p = Signal(DropLayout), Signal()
-        stale_r, stale_p = Signal(SignalLayout), Signal()
+        # Each register loads from exactly one source and is sent from its low byte, shifting
+        # down a byte per byte sent: one LUT per flip-flop (load or shift), where a byte
+        # multiplexer over whole records cost ~170 LUTs per source and left the capture
+        # flip-flops unpaired (each its own iCE40 logic cell).  A popped record is loaded into
+        # the drop register (pops and drops never overlap), and `popped` is held (ready low)
+        # until its record has been sent.  The serial queue drives both payloads from one
+        # register, so there the load costs nothing.
+        dec_r, dec_p = Signal(DecisionLayout.size), Signal()
+        drop_r, drop_reason, drop_p = Signal(DecisionLayout.size), Signal(DropReason), Signal()
+        stale_r, stale_p = Signal(SignalLayout.size), Signal()
         popping = Signal()            # a popped record is waiting on `popped`
         source = Signal(_Source)      # the record being sent
         res_kind = Signal(ResultKind)
         res_open = Signal()
         res_count = Signal(range(MAX_RESULTS + 1))
+        byte_sent = Signal()          # a byte of the record from `source` is taken
 
-        with m.If(self.decisions.valid):
-            m.d.sync += [dec_r.eq(self.decisions.payload), dec_p.eq(1)]
+        popped_load = Signal()        # the popped record goes into drop_r
+        for register, pending, stream_in, payload, sources in (
+                (dec_r, dec_p, self.decisions, self.decisions.payload, (_Source.DECISION,)),
+                (drop_r, drop_p, self.drops, self.drops.payload.decision,
+                 (_Source.DROP, _Source.POPPED)),
+                (stale_r, stale_p, self.stale, self.stale.payload, (_Source.STALE,))):
+            with m.If(stream_in.valid):
+                m.d.sync += [register.eq(payload), pending.eq(1)]
+            if register is drop_r:
+                with m.Elif(popped_load):
+                    m.d.sync += register.eq(self.popped.payload.decision)
+            with m.Elif(byte_sent & Cat(source == src for src in sources).any()):
+                m.d.sync += register.eq(register[8:])
         with m.If(self.drops.valid):
-            m.d.sync += [drop_r.eq(self.drops.payload), drop_p.eq(1)]
-        with m.If(self.stale.valid):
-            m.d.sync += [stale_r.eq(self.stale.payload), stale_p.eq(1)]
+            m.d.sync += drop_reason.eq(self.drops.payload.reason)
 
         record_byte = Signal(8)
         with m.Switch(source):
             for src, value in {
-                    _Source.DECISION: dec_r.as_value(),
-                    _Source.DROP: drop_r.decision.as_value(),
-                    _Source.STALE: stale_r.as_value(),
-                    _Source.POPPED: self.popped.payload.decision.as_value()}.items():
+                    _Source.DECISION: dec_r[:8],
+                    _Source.DROP: drop_r[:8],
+                    _Source.STALE: stale_r[:8],
+                    _Source.POPPED: drop_r[:8]}.items():
                 with m.Case(src):
-                    padded = Cat(value, Const(0, _RESULT_BITS - len(value)))
-                    m.d.comb += record_byte.eq(padded.word_select(k[:5], 8))
+                    m.d.comb += record_byte.eq(value)
         # An empty pop's record is 0; the last byte carries the kind above the record's top bits.
         data_byte = Mux((source == _Source.POPPED) & self.popped.payload.empty, 0, record_byte)
         result_byte = Signal(8)
@@ -468,6 +480,7 @@ class Dispatcher(wiring.Component):
                     m.next = "pop_wait"
             with m.State("pop_wait"):
                 with m.If(self.popped.valid):
+                    m.d.comb += popped_load.eq(1)
                     m.d.sync += [pops_left.eq(pops_left - 1), popping.eq(1)]
                     m.next = "results"
 
@@ -489,7 +502,7 @@ class Dispatcher(wiring.Component):
                         m.d.sync += [source.eq(_Source.DECISION), res_kind.eq(ResultKind.DECISION)]
                     with m.Elif(drop_p):
                         m.d.sync += [source.eq(_Source.DROP), res_kind.eq(ResultKind.REJECTED)]
-                        with m.If(drop_r.reason == DropReason.EVICTED):
+                        with m.If(drop_reason == DropReason.EVICTED):
                             m.d.sync += res_kind.eq(ResultKind.EVICTED)
                     with m.Else():
                         m.d.sync += [source.eq(_Source.POPPED), res_kind.eq(ResultKind.POPPED)]
@@ -498,6 +511,7 @@ class Dispatcher(wiring.Component):
                     m.next = "emit_result"
             with m.State("emit_result"):
                 with m.If(emit(result_byte)):
+                    m.d.comb += byte_sent.eq(1)
                     m.d.sync += k.eq(k + 1)
                     with m.If(k == RESULT_RECORD_BYTES - 1):
                         with m.Switch(source):
