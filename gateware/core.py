@@ -158,9 +158,12 @@ class SigfuseCore(wiring.Component):
             divisor=p.uart_divisor or None, pair_slots=p.pair_slots,
             queue_capacity=p.queue_capacity, clk_hz=p.clk_hz, build_id=self.build_id,
             params=self.reset_params, settle_clocks=settle_clocks(p),
-            settle_on_idle=p.engine == "serial")
+            settle_on_idle=p.engine == "serial", array_port=p.engine == "serial")
         if p.engine == "serial":
-            pipeline = SerialFusion(p.pair_slots, params=self.reset_params)
+            # The register file holds the parameters on `config` and the dispatcher writes
+            # them only between signals (a frame runs after the last one's results are out).
+            pipeline = SerialFusion(p.pair_slots, params=self.reset_params, config_held=True,
+                                    param_port=True)
             q = SerialQueue(p.queue_capacity)
         else:
             pipeline = FusionPipeline(p.pair_slots, params=self.reset_params,
@@ -171,6 +174,8 @@ class SigfuseCore(wiring.Component):
 
         wiring.connect(m, link.signals, pipeline.signals)
         wiring.connect(m, link.config, pipeline.config)
+        if p.engine == "serial":
+            wiring.connect(m, pipeline.param_read, link.param_read)
         # PriorityQueue's push is always ready.  SerialQueue's is not, but the dispatcher's
         # settle wait (settle_clocks) covers the push's worst case, and nothing else reaches
         # the queue meanwhile: pops are sent only after a signal's results.

@@ -99,7 +99,7 @@ from ..contract import (BOOST_FRAC_BITS, CONF_FRAC_BITS, CONF_ONE, PRIORITY_FRAC
                         PRIORITY_MAX, SOURCE_SLOTS, TS_BITS, FusionParams)
 from .fusion import EmitStateLayout, VoteLayout, fusion_signature, verilog_ports
 from .fusion_params import (PARAM_BITS, RECIP_MANTISSA_BITS, WEIGHT_SUM_BITS, FusionConfigLayout,
-                            config_const)
+                            ParamReadSignature, array_index, config_const)
 from .layouts import SignalLayout
 
 __all__ = ["CLOCKS_PER_SIGNAL", "LATENCY_MAX", "STALE_LATENCY", "RECIPROCAL_CLOCKS",
@@ -244,6 +244,17 @@ class SerialFusion(wiring.Component):
     :param pair_slots: pairs of the vote board (16 on the iCE40UP5K).  A signal's ``pair`` must
         be below it.
     :param params: reset value of the parameter registers.
+    :param config_held: the ``config`` source holds its payload between transfers and changes
+        it only while the engine is idle (``config.ready``), as the product core's register file
+        and dispatcher do.  The engine then reads ``config.payload`` directly instead of keeping
+        its own copy of the 368 parameter bits (368 logic cells of the UP5K's 5,280), and a
+        ``config`` transfer only delays the next signal, as it does without.  ``reset_params``
+        are then the source's business.
+    :param param_port: read the weights and boosts through an added port ``param_read``
+        (:data:`~.fusion_params.ParamReadSignature`, a block RAM in the register file) instead of
+        from ``config``: a weight per clock during the passes, the boost once.  This saves the
+        two 8:1 multiplexers (~210 LUT4) and lets the register file keep the arrays out of
+        flip-flops.  The same rules as ``config_held`` apply to the memory's contents.
 
     Ports as :class:`~sigfuse.gateware.fusion.FusionPipeline`'s: ``signals``, ``decisions``
     (with backpressure), ``stale`` (no backpressure), ``config`` (accepted while no signal is
@@ -251,19 +262,29 @@ class SerialFusion(wiring.Component):
     ``stats``.
     """
 
-    def __init__(self, pair_slots: int = 16, *, params: FusionParams | None = None) -> None:
+    def __init__(self, pair_slots: int = 16, *, params: FusionParams | None = None,
+                 config_held: bool = False, param_port: bool = False) -> None:
         if not 1 <= pair_slots <= 1 << SignalLayout["pair"].shape.width:
             raise ValueError(f"pair_slots must be within [1, 256], not {pair_slots}")
         self.pair_slots = pair_slots
         self.reset_params = params or FusionParams()
-        super().__init__(fusion_signature())
+        self.config_held = config_held
+        self.param_port = param_port
+        signature = fusion_signature()
+        if param_port:
+            signature = wiring.Signature({**signature.members,
+                                          "param_read": Out(ParamReadSignature)})
+        super().__init__(signature)
 
     def elaborate(self, platform):
         m = Module()
         pair_bits = max(1, ceil_log2(self.pair_slots))
         words = self.pair_slots * _ROW_WORDS
 
-        params = Signal(FusionConfigLayout, init=config_const(self.reset_params))
+        if self.config_held:
+            params = self.config.payload
+        else:
+            params = Signal(FusionConfigLayout, init=config_const(self.reset_params))
         m.d.comb += [self.params.eq(params), self.refreshing.eq(0)]
 
         # Read through an asynchronous port into a plain register: Yosys then merges the
@@ -343,8 +364,9 @@ class SerialFusion(wiring.Component):
             self.config.ready.eq(idle),
         ]
         accept = self.signals.valid & self.signals.ready
-        with m.If(self.config.valid & self.config.ready):
-            m.d.sync += params.eq(self.config.payload)
+        if not self.config_held:
+            with m.If(self.config.valid & self.config.ready):
+                m.d.sync += params.eq(self.config.payload)
 
         with m.If(accept):
             m.d.sync += [busy.eq(1), t.eq(_T_FIRST), sig.eq(self.signals.payload)]
@@ -385,7 +407,16 @@ class SerialFusion(wiring.Component):
         ]
 
         # --- R: the weight of slot k (k = t mod 16 < 8 in both passes) -------------------------
-        m.d.sync += weight.eq(params.weights[t[:ceil_log2(SOURCE_SLOTS)]])
+        slot = t[:ceil_log2(SOURCE_SLOTS)]
+        if self.param_port:
+            # The port's synchronous read is the register: the weight of the slot read in R
+            # comes out in D, except after the boost's read (long after the passes).
+            m.d.comb += [weight.eq(self.param_read.data),
+                         self.param_read.index.eq(array_index("weights", 0) + slot)]
+            with m.If(at(_T_MUL_BOOST - 1)):
+                m.d.comb += self.param_read.index.eq(array_index("boost", 0) + n_index)
+        else:
+            m.d.sync += weight.eq(params.weights[slot])
 
         # --- D: age (or rule 1's comparison) and products ------------------------------------
         # One 65-bit subtractor serves rule 1 (its borrow: ts < last_ts) and every age
@@ -473,7 +504,9 @@ class SerialFusion(wiring.Component):
         # Loaded in every clock: each is read the clock after the one its product is ready in.
         m.d.sync += [average.eq(product[_AVERAGE_SHIFT:]), x_low.eq(product[_X_LIMB:])]
         with m.If(at(_T_MUL_BOOST)):
-            m.d.sync += [mul_a.eq(average), mul_b.eq(params.boost[n_index])]
+            m.d.sync += [mul_a.eq(average),
+                         mul_b.eq(self.param_read.data if self.param_port
+                                  else params.boost[n_index])]
         with m.If(at(_T_EDGE)):
             m.d.sync += edge.eq((product + x_low)[_EDGE_SHIFT - _X_LIMB:])
         with m.If(at(_T_MUL_PRIORITY)):

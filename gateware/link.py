@@ -22,6 +22,7 @@ from amaranth.lib.wiring import In, Out
 from ..contract import FusionParams
 from .dispatcher import DispatcherEventsLayout, Dispatcher, DropLayout, PoppedLayout
 from .framing import DeframerEventsLayout, Deframer, Framer
+from .fusion_params import ParamReadSignature
 from .layouts import DecisionLayout, SignalLayout
 from .regfile import FusionConfigLayout, GaugesLayout, RegisterFile, StatsEventsLayout
 from .uart import UARTPhy
@@ -49,13 +50,15 @@ class LinkCore(wiring.Component):
     :param params: reset values of the fusion registers.
     :param settle_clocks, settle_on_idle: see :class:`~.dispatcher.Dispatcher`
         (``settle_on_idle`` adds the input ``datapath_busy``).
+    :param array_port: see :class:`~.regfile.RegisterFile` (adds the port ``param_read``).
     """
 
     def __init__(self, *, divisor: int | None, pair_slots: int, queue_capacity: int,
                  clk_hz: int = 0, build_id: int = 0, params: FusionParams | None = None,
                  settle_clocks: int = 16, settle_on_idle: bool = False,
-                 glitch_clocks: int | None = None) -> None:
+                 glitch_clocks: int | None = None, array_port: bool = False) -> None:
         self.divisor = divisor
+        self.array_port = array_port
         self.pair_slots = pair_slots
         self.queue_capacity = queue_capacity
         self.clk_hz = clk_hz
@@ -79,6 +82,8 @@ class LinkCore(wiring.Component):
         }
         if settle_on_idle:
             members["datapath_busy"] = In(1)
+        if array_port:
+            members["param_read"] = In(ParamReadSignature)
         if divisor is None:
             members["rx_bytes"] = In(stream.Signature(8))
             members["tx_bytes"] = Out(stream.Signature(8))
@@ -96,7 +101,7 @@ class LinkCore(wiring.Component):
         m.submodules.regfile = regfile = RegisterFile(
             params=self.reset_params, build_id=self.build_id, clk_hz=self.clk_hz,
             pair_slots=self.pair_slots, queue_capacity=self.queue_capacity,
-            uart_divisor=self.divisor or 0)
+            uart_divisor=self.divisor or 0, array_port=self.array_port)
         m.submodules.framer = framer = Framer()
 
         wiring.connect(m, deframer.frame, dispatcher.frame)
@@ -110,6 +115,8 @@ class LinkCore(wiring.Component):
         m.d.comb += [regfile.gauges.eq(self.gauges), self.params.eq(regfile.params)]
         if self.settle_on_idle:
             m.d.comb += dispatcher.datapath_busy.eq(self.datapath_busy)
+        if self.array_port:
+            wiring.connect(m, wiring.flipped(self.param_read), regfile.param_read)
 
         events = regfile.events
         for layout, source in ((DeframerEventsLayout, deframer.events),

@@ -16,30 +16,41 @@ Ports:
   together, between two signals.  ``params_pending`` tells the dispatcher not to write the
   registers while a set is on its way.  ``params`` always shows the registers.
 * ``events`` (strobes, one per counter of the map) and ``gauges`` (values sampled at a snapshot).
+* ``param_read`` (only with ``array_port``, :data:`~.fusion_params.ParamReadSignature`): the
+  weights and boosts live in a block RAM instead of flip-flops (256 of them, each an iCE40 logic
+  cell, since nothing but the bus feeds them), read by index; ``params`` and ``config`` then
+  carry zeros for them.  For the serial fusion engine, which reads one word per clock anyway.
 
 Storage (what keeps this small on an iCE40, where a 50-way 32-bit read multiplexer and 20
-32-bit counters with their snapshot copies would cost ~1800 LUTs): one 128 x 32 memory (two
-block RAMs) holds every readable value -- the identity constants (memory initial values), the
-writable registers (written through; the fusion registers also live in flip-flops, which feed
-the pipeline), the stats registers -- and, above the map, the live counters.  Each counter
-event goes into an 8-bit *pre-counter* in flip-flops; a flusher adds one pre-counter at a time
-into its live counter in the memory (a read and a write, every 2 x 20 clocks per counter, far
-below 255 events).
+32-bit counters with their snapshot copies would cost ~1800 LUTs): one 256 x 32 memory (two
+block RAMs, whose upper half is the reset image) holds every readable value -- the identity
+constants (memory initial values), the writable registers (written through; the fusion
+registers also live in flip-flops, which feed the pipeline), the stats registers -- and, above
+the map, the live counters.  Each counter event goes into an 8-bit *pre-counter* in flip-flops.
 
-A **snapshot** moves every pre-counter, and copies both gauges and the 64-bit uptime, into
-flip-flops in one clock; then a pass (busy, ~65 clocks) writes ``live + pre`` of each counter
-into its stats register and back into its live counter: the values are those of that one clock,
-so a host reads a coherent set however long its reads take.  A **clear** in the same clock
-writes 0 into the live counters instead, so snapshot and clear in one write lose nothing.
-Events in the snapshot clock itself count after it.  After a reset a pass restores the memory
-(writable registers to their reset values, counters and stats to 0).
+The counters are kept in **rounds**.  A round starts by moving every pre-counter at once into
+a chain of 8-bit registers (the pre-counters go on counting from 0); then, counter by counter,
+it reads the live counter, writes back ``live + chain[0]`` and shifts the chain down (a chain
+flip-flop needs one LUT, load or shift, and shares its logic cell with it, where indexing the
+pre-counters took a 20:1 multiplexer).  A round starts when a pre-counter reaches
+:data:`FLUSH_AT`, and takes 2 x 20 + 1 clocks: none can overflow.  The bus is busy meanwhile.
+
+A **snapshot** starts a round at once (the bus only writes while no round runs): its start is
+the snapshot's instant.  That round also copies the gauges and the 64-bit uptime in that clock,
+and writes ``live + chain[0]`` into each counter's stats register as well, then the gauges and
+the uptime: the values are those of that one clock, so a host reads a coherent set however long
+its reads take.  A **clear** makes the round write 0 into the live counters instead; snapshot
+and clear in one write lose nothing.  Events in the snapshot's clock count after it.
+
+After a reset a pass restores the memory from the reset image (writable registers to their
+reset values, counters and stats to 0).
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from amaranth.hdl import Module, Signal, unsigned
+from amaranth.hdl import Cat, Module, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -48,9 +59,10 @@ from ..contract import SOURCE_SLOTS, FusionParams
 from ..regmap import (ADDR_WIDTH, IDENTITY_NAMES, REG_WIDTH, REGISTERS, STATS_CONTROL_CLEAR,
                       STATS_CONTROL_SNAPSHOT, Access, Register, StatKind, param_registers,
                       stats_registers)
+from .fusion_params import ARRAY_FIELDS, ARRAY_WORDS, ParamReadSignature, array_index
 
 __all__ = ["RegBusSignature", "FusionConfigLayout", "StatsEventsLayout", "GaugesLayout",
-           "RegisterFile", "config_value", "PRE_COUNTER_BITS"]
+           "RegisterFile", "config_value", "PRE_COUNTER_BITS", "FLUSH_AT"]
 
 #: The register port, seen from the dispatcher (the initiator).
 RegBusSignature = wiring.Signature({
@@ -97,14 +109,22 @@ StatsEventsLayout = data.StructLayout({r.name: 1 for r in _COUNTERS})
 #: One value per gauge of the stats group.
 GaugesLayout = data.StructLayout({r.name: REG_WIDTH for r in _GAUGES})
 
-#: Width of the pre-counters: events a counter may take between two of its flushes.
+#: Width of the pre-counters: events a counter may take between the starts of two rounds.
 PRE_COUNTER_BITS = 8
 _DEPTH = 128
 #: Live counters live above the register map, one word each.
 _LIVE_BASE = 0x60
+#: The restore pass rewrites everything above the identity registers.
+_RESTORE_FROM = 0x10
+assert all(r.addr < _RESTORE_FROM for r in REGISTERS if r.group == "identity")
+assert all(r.addr >= _RESTORE_FROM for r in REGISTERS if r.group != "identity")
 _N = len(_COUNTERS)
+#: A round starts once a pre-counter holds this many events: with a round's 3 x 20 + 5 clocks
+#: until it has moved every pre-counter, none can reach 2 ** PRE_COUNTER_BITS.
+FLUSH_AT = 1 << (PRE_COUNTER_BITS - 2)
+assert FLUSH_AT + 3 * _N + 5 < 1 << PRE_COUNTER_BITS
 assert max(r.addr for r in REGISTERS) < _LIVE_BASE and _LIVE_BASE + _N <= _DEPTH
-# The snapshot pass writes counter i to the i-th stats register: counters come first, in order.
+# A snapshot round writes counter i to the i-th stats register: counters come first, in order.
 assert [r.addr for r in _COUNTERS] == list(range(_COUNTERS[0].addr, _COUNTERS[0].addr + _N))
 
 
@@ -119,11 +139,15 @@ class RegisterFile(wiring.Component):
 
     :param params: reset values of the fusion registers (default: the contract defaults).
     :param build_id, clk_hz, pair_slots, queue_capacity, uart_divisor: the identity registers.
+    :param array_port: keep the weights and boosts in a block RAM read through ``param_read``
+        (see the module docstring).
     """
 
     def __init__(self, *, params: FusionParams | None = None, build_id: int = 0, clk_hz: int = 0,
-                 pair_slots: int = 0, queue_capacity: int = 0, uart_divisor: int = 0) -> None:
+                 pair_slots: int = 0, queue_capacity: int = 0, uart_divisor: int = 0,
+                 array_port: bool = False) -> None:
         self.reset_params = params or FusionParams()
+        self.array_port = array_port
         identity = dict(build_id=build_id, clk_hz=clk_hz, pair_slots=pair_slots,
                         queue_capacity=queue_capacity, uart_divisor=uart_divisor)
         assert set(identity) == set(IDENTITY_NAMES)
@@ -135,7 +159,9 @@ class RegisterFile(wiring.Component):
             if not 0 <= value <= r.max_value:
                 raise ValueError(f"{r.name} = {value} does not fit its {r.width}-bit register")
             self.identity[r.name] = value
+        extra = {"param_read": In(ParamReadSignature)} if array_port else {}
         super().__init__({
+            **extra,
             "bus": In(RegBusSignature),
             "config": Out(stream.Signature(FusionConfigLayout)),
             "params": Out(FusionConfigLayout),
@@ -155,10 +181,14 @@ class RegisterFile(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         bus = self.bus
-        init = [0] * _DEPTH
+        # The upper half holds the reset image the restore pass copies from: a block RAM is
+        # 256 words deep anyway, and a multiplexer of the reset values cost ~80 LUTs.
+        init = [0] * (2 * _DEPTH)
         for r in REGISTERS:
             init[r.addr] = self._reset_value(r)
-        m.submodules.storage = storage = Memory(shape=REG_WIDTH, depth=_DEPTH, init=init)
+            if r.addr >= _RESTORE_FROM:
+                init[_DEPTH + r.addr] = self._reset_value(r)
+        m.submodules.storage = storage = Memory(shape=REG_WIDTH, depth=2 * _DEPTH, init=init)
         rd = storage.read_port()
         wr = storage.write_port()
         # A read port's `en` is 1 unless driven: reads happen only where asked for, so that
@@ -166,13 +196,29 @@ class RegisterFile(wiring.Component):
         m.d.comb += [rd.en.eq(0), bus.r_data.eq(rd.data)]
 
         # --- decode and the fusion registers (flip-flops, loaded from the bus) ---------------
+        # With `array_port`, the arrays are in `arrays` instead (index: array_index).
+        in_arrays = {r.name: array_index(*r.param) for r in param_registers()
+                     if self.array_port and r.param[0] in ARRAY_FIELDS}
         params = {r.name: Signal(r.width, name=f"reg_{r.name}", init=self._reset_value(r))
-                  for r in param_registers()}
+                  for r in param_registers() if r.name not in in_arrays}
         for r in param_registers():
-            field, index = r.param
-            target = getattr(self.params, field)
-            m.d.comb += (target if index is None else target[index]).eq(params[r.name])
+            if r.name in params:
+                field, index = r.param
+                target = getattr(self.params, field)
+                m.d.comb += (target if index is None else target[index]).eq(params[r.name])
         m.d.comb += self.config.payload.eq(self.params)
+        if self.array_port:
+            array_init = [0] * ARRAY_WORDS
+            for r in param_registers():
+                if r.name in in_arrays:
+                    array_init[in_arrays[r.name]] = self._reset_value(r)
+            # Sixteen words: Yosys would make flip-flops of them unless told otherwise.
+            m.submodules.arrays = arrays = Memory(shape=len(self.param_read.data), depth=ARRAY_WORDS,
+                                                  init=array_init, attrs={"ram_style": "block"})
+            arrays_rd = arrays.read_port()
+            arrays_wr = arrays.write_port()
+            m.d.comb += [arrays_rd.addr.eq(self.param_read.index),
+                         self.param_read.data.eq(arrays_rd.data)]
 
         write_ok = bus.w_stb & bus.value_ok & bus.writable
         bus_write = Signal()          # a bus write to the memory in this clock
@@ -188,6 +234,10 @@ class RegisterFile(wiring.Component):
                             m.d.comb += bus_write.eq(1)
                         if r.name in params:
                             m.d.sync += [params[r.name].eq(bus.w_data), dirty.eq(1)]
+                        if r.name in in_arrays:
+                            m.d.comb += [arrays_wr.addr.eq(in_arrays[r.name]),
+                                         arrays_wr.data.eq(bus.w_data), arrays_wr.en.eq(1)]
+                            m.d.sync += dirty.eq(1)
                         if r.name == "stats_control":
                             m.d.comb += [take_snapshot.eq((bus.w_data & STATS_CONTROL_SNAPSHOT).any()),
                                          take_clear.eq((bus.w_data & STATS_CONTROL_CLEAR).any())]
@@ -201,136 +251,114 @@ class RegisterFile(wiring.Component):
             m.d.sync += [self.config.valid.eq(1), dirty.eq(0)]
         m.d.comb += bus.params_pending.eq(self.config.valid)
 
-        # --- counters: pre-counters in flip-flops ---------------------------------------------
+        # --- counters: pre-counters and the round's chain -----------------------------------
+        # pre[i] counts counter i's events since the current round began; at the start of a
+        # round every pre-counter moves into the chain at once, and the round adds chain[0]
+        # into live counter 0, 1, ... shifting the chain down after each: each chain flip-flop
+        # takes one LUT (load or shift) and shares its logic cell with it, where indexing the
+        # pre-counters and their snapshot copies took two 20:1 multiplexers and 160 cells.
         events = [getattr(self.events, r.name) for r in _COUNTERS]
         pre = [Signal(PRE_COUNTER_BITS, name=f"pre_{r.name}") for r in _COUNTERS]
-        pre_copy = [Signal(PRE_COUNTER_BITS, name=f"copy_{r.name}") for r in _COUNTERS]
-        index = Signal(range(_N))
-        flush_take = Signal()         # pre[index] moves into the flusher in this clock
+        chain = [Signal(PRE_COUNTER_BITS, name=f"chain_{r.name}") for r in _COUNTERS]
+        start_round, shift = Signal(), Signal()
         for i, (p, e) in enumerate(zip(pre, events)):
-            # A snapshot moves every pre-counter out (into pre_copy) at once, a flush one.
-            with m.If(take | (flush_take & (index == i))):
-                m.d.sync += p.eq(e)
+            with m.If(start_round):
+                m.d.sync += [p.eq(e), chain[i].eq(p)]
             with m.Else():
                 m.d.sync += p.eq(p + e)
+                with m.If(shift):
+                    m.d.sync += chain[i].eq(chain[i + 1] if i + 1 < _N else 0)
         uptime = Signal(2 * REG_WIDTH)
         m.d.sync += uptime.eq(uptime + 1)
         uptime_copy = Signal(2 * REG_WIDTH)
         gauge_copy = [Signal(REG_WIDTH, name=f"copy_{r.name}") for r in _GAUGES]
-        with m.If(take):
-            m.d.sync += [c.eq(p) for c, p in zip(pre_copy, pre)]
-            m.d.sync += uptime_copy.eq(uptime)
-            m.d.sync += [c.eq(getattr(self.gauges, r.name)) for c, r in zip(gauge_copy, _GAUGES)]
 
-        pre_at = Signal(PRE_COUNTER_BITS)
-        copy_at = Signal(PRE_COUNTER_BITS)
-        with m.Switch(index):
-            for i in range(_N):
-                with m.Case(i):
-                    m.d.comb += [pre_at.eq(pre[i]), copy_at.eq(pre_copy[i])]
+        # A round starts when a pre-counter has reached FLUSH_AT, or at a snapshot or clear:
+        # its start is then the snapshot's instant, and the round also writes the stats
+        # registers (or zeros).  The bus is busy during a round.
+        do_snapshot, do_clear = Signal(), Signal()
+        index = Signal(range(_N))
+        extra = Signal(range(len(_GAUGES) + len(_UPTIME) + 1))
+        extra_values = [*gauge_copy, uptime_copy[:REG_WIDTH], uptime_copy[REG_WIDTH:]]
+        extra_addrs = [r.addr for r in (*_GAUGES, *sorted(_UPTIME, key=lambda r: r.part))]
+        restore_addr = Signal(range(_DEPTH + 1), init=_RESTORE_FROM)
+        restore_read = Signal()     # rd.data holds the reset image of restore_addr
+        # One adder serves the restore pass (chain[0] is 0 until the first round), the rounds
+        # and the snapshot: the word read last plus the chain's head.
+        total = rd.data + chain[0]
+        full = Cat(p[FLUSH_AT.bit_length() - 1:] for p in pre).any()
 
-        # --- memory ports: bus first; the flusher and the passes take the free clocks --------
+        # --- memory ports: the bus's while idle, the rounds' (and the restore's) while busy ---
         with m.If(bus_write):
             m.d.comb += [wr.addr.eq(bus.addr), wr.data.eq(bus.w_data), wr.en.eq(1)]
         with m.If(bus.r_stb):
             m.d.comb += [rd.addr.eq(bus.addr), rd.en.eq(1)]
 
-        flushed = Signal(PRE_COUNTER_BITS)     # the pre-counter being added
-        pending_write = Signal()              # a flush sum blocked by a bus write
-        pending_data = Signal(REG_WIDTH)
-        pending_index = Signal(range(_N))
-        do_snapshot, do_clear = Signal(), Signal()
-        extra = Signal(range(len(_GAUGES) + len(_UPTIME) + 1))
-        extra_values = [*gauge_copy, uptime_copy[:REG_WIDTH], uptime_copy[REG_WIDTH:]]
-        extra_addrs = [r.addr for r in (*_GAUGES, *sorted(_UPTIME, key=lambda r: r.part))]
-        restore_addr = Signal(range(_DEPTH + 1), init=0x10)
-
         m.d.comb += bus.busy.eq(1)
         with m.FSM(init="restore"):
             with m.State("restore"):
                 # After a reset: writable registers to their reset values, the rest of the map
-                # above the identity group and every counter to 0 (identity: memory init).
-                with m.If(~bus_write):
-                    m.d.comb += [wr.addr.eq(restore_addr), wr.en.eq(1)]
-                    with m.Switch(restore_addr):
-                        for r in REGISTERS:
-                            if r.group != "identity" and init[r.addr]:
-                                with m.Case(r.addr):
-                                    m.d.comb += wr.data.eq(init[r.addr])
-                    m.d.sync += restore_addr.eq(restore_addr + 1)
+                # above the identity group and every counter to 0 (identity: memory init).  A
+                # word takes two clocks: read its reset image, write it.
+                with m.If(~restore_read):
+                    m.d.comb += [rd.addr.eq(_DEPTH + restore_addr), rd.en.eq(1)]
+                    m.d.sync += restore_read.eq(1)
+                with m.Else():
+                    m.d.comb += [wr.addr.eq(restore_addr), wr.data.eq(total), wr.en.eq(1)]
+                    for r in REGISTERS:
+                        if r.name in in_arrays:
+                            with m.If(restore_addr == r.addr):
+                                m.d.comb += [arrays_wr.addr.eq(in_arrays[r.name]),
+                                             arrays_wr.data.eq(total), arrays_wr.en.eq(1)]
+                    m.d.sync += [restore_addr.eq(restore_addr + 1), restore_read.eq(0)]
                     with m.If(restore_addr == _DEPTH - 1):
-                        m.next = "flush_read"
-            with m.State("flush_read"):
-                m.d.comb += bus.busy.eq(0)  # never from take: the bus strobes depend on busy
+                        m.next = "idle"
+            with m.State("idle"):
+                # `take` comes from the bus, which waits while busy: busy never depends on it.
+                m.d.comb += bus.busy.eq(0)
+                m.d.sync += index.eq(0)
                 with m.If(take):
+                    m.d.comb += start_round.eq(1)
                     m.d.sync += [do_snapshot.eq(take_snapshot), do_clear.eq(take_clear)]
-                    with m.If(pending_write):
-                        m.next = "drain"
-                    with m.Else():
-                        m.d.sync += index.eq(0)
-                        m.next = "pass_read"
-                with m.Elif(pending_write):
-                    with m.If(~bus_write):
-                        m.d.comb += [wr.addr.eq(_LIVE_BASE + pending_index), wr.data.eq(pending_data),
-                                     wr.en.eq(1)]
-                        m.d.sync += pending_write.eq(0)
-                with m.Elif(~bus.r_stb):
-                    m.d.comb += [rd.addr.eq(_LIVE_BASE + index), rd.en.eq(1), flush_take.eq(1)]
-                    m.d.sync += flushed.eq(pre_at)
-                    m.next = "flush_write"
-            with m.State("flush_write"):
-                m.d.comb += bus.busy.eq(0)  # never from take: the bus strobes depend on busy
-                total = rd.data + flushed
-                with m.If(bus_write):
-                    m.d.sync += [pending_write.eq(1), pending_data.eq(total), pending_index.eq(index)]
-                with m.Else():
-                    m.d.comb += [wr.addr.eq(_LIVE_BASE + index), wr.data.eq(total), wr.en.eq(1)]
-                with m.If(index == _N - 1):
-                    m.d.sync += index.eq(0)
-                with m.Else():
-                    m.d.sync += index.eq(index + 1)
-                with m.If(take):
-                    # This flush took its pre-counter the clock before the snapshot: its sum
-                    # is written now (or pending), before the pass reads the counter.
-                    m.d.sync += [do_snapshot.eq(take_snapshot), do_clear.eq(take_clear)]
-                    m.next = "drain"
-                with m.Else():
-                    m.next = "flush_read"
-            with m.State("drain"):
-                with m.If(pending_write):
-                    with m.If(~bus_write):
-                        m.d.comb += [wr.addr.eq(_LIVE_BASE + pending_index), wr.data.eq(pending_data),
-                                     wr.en.eq(1)]
-                        m.d.sync += pending_write.eq(0)
-                with m.Else():
-                    m.d.sync += index.eq(0)
-                    m.next = "pass_read"
-            # The pass owns the memory: the initiator waits while busy.
-            with m.State("pass_read"):
+                    with m.If(take_snapshot):
+                        m.d.sync += uptime_copy.eq(uptime)
+                        m.d.sync += [c.eq(getattr(self.gauges, r.name))
+                                     for c, r in zip(gauge_copy, _GAUGES)]
+                    m.next = "read"
+                with m.Elif(full):
+                    m.d.comb += start_round.eq(1)
+                    m.next = "read"
+            with m.State("read"):
                 m.d.comb += [rd.addr.eq(_LIVE_BASE + index), rd.en.eq(1)]
-                m.next = "pass_snapshot"
-            with m.State("pass_snapshot"):
-                with m.If(do_snapshot):
-                    m.d.comb += [wr.addr.eq(_COUNTERS[0].addr + index), wr.data.eq(rd.data + copy_at),
-                                 wr.en.eq(1)]
-                m.next = "pass_clear"
-            with m.State("pass_clear"):
-                # The pass is also a flush of every counter (the pre-counters were moved out).
+                m.next = "write_live"
+            with m.State("write_live"):
                 m.d.comb += [wr.addr.eq(_LIVE_BASE + index), wr.en.eq(1)]
                 with m.If(~do_clear):
-                    m.d.comb += wr.data.eq(rd.data + copy_at)
-                with m.If(index == _N - 1):
-                    m.d.sync += [index.eq(0), extra.eq(0)]
-                    m.next = "pass_extra"
+                    m.d.comb += wr.data.eq(total)
+                with m.If(do_snapshot):
+                    m.next = "write_stats"
                 with m.Else():
+                    m.d.comb += shift.eq(1)
                     m.d.sync += index.eq(index + 1)
-                    m.next = "pass_read"
-            with m.State("pass_extra"):
+                    m.next = "read"
+                    with m.If(index == _N - 1):
+                        m.d.sync += do_clear.eq(0)
+                        m.next = "idle"
+            with m.State("write_stats"):
+                m.d.comb += [wr.addr.eq(_COUNTERS[0].addr + index), wr.data.eq(total),
+                             wr.en.eq(1), shift.eq(1)]
+                m.d.sync += index.eq(index + 1)
+                m.next = "read"
+                with m.If(index == _N - 1):
+                    m.d.sync += [do_clear.eq(0), extra.eq(0)]
+                    m.next = "write_extra"
+            with m.State("write_extra"):
                 with m.Switch(extra):
                     for i, (value, addr) in enumerate(zip(extra_values, extra_addrs)):
                         with m.Case(i):
-                            m.d.comb += [wr.addr.eq(addr), wr.data.eq(value), wr.en.eq(do_snapshot)]
+                            m.d.comb += [wr.addr.eq(addr), wr.data.eq(value), wr.en.eq(1)]
                 m.d.sync += extra.eq(extra + 1)
                 with m.If(extra == len(extra_values) - 1):
-                    m.next = "flush_read"
+                    m.d.sync += do_snapshot.eq(0)
+                    m.next = "idle"
         return m

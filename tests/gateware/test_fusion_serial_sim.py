@@ -13,13 +13,15 @@ from __future__ import annotations
 import random
 
 import pytest
-from amaranth.hdl import ClockDomain, Module
+from amaranth.hdl import ClockDomain, Module, Signal as HDLSignal
+from amaranth.lib import wiring
 from amaranth.sim import DomainReset, Simulator
 
 from sigfuse.contract import (CONF_ONE, DURATION_MAX, SIGNAL_LAYOUT, SOURCE_SLOTS, TS_MAX,
                               Decision, FusionParams, Signal)
 from sigfuse.fusion import FusionEngine
-from sigfuse.gateware.fusion_params import config_const
+from sigfuse.gateware.fusion import fusion_signature
+from sigfuse.gateware.fusion_params import FusionConfigLayout, array_index, config_const
 from sigfuse.gateware.fusion_serial import (CLOCKS_PER_SIGNAL, LATENCY_MAX, STALE_LATENCY,
                                             SerialFusion)
 from sigfuse.gateware.layouts import pack
@@ -28,14 +30,56 @@ from .test_fusion_sim import (PAIR_SLOTS, SEEDS, Stimulus, _decision, coverage, 
                               run_pipeline)
 
 
-def run_serial(stim: Stimulus, **kwargs):
+class HeldParameters(wiring.Component):
+    """SerialFusion(config_held=True, param_port=True) behind a parameter source that behaves
+    like the product core's register file: it keeps the set taken from ``config`` in registers,
+    which the engine reads directly, and answers ``param_read`` (weights and boosts) in the
+    clock after the index, as a block RAM does.  Ports as the pipeline's."""
+
+    def __init__(self, pair_slots: int, *, params: FusionParams) -> None:
+        self.engine = SerialFusion(pair_slots, config_held=True, param_port=True)
+        self.initial = params
+        super().__init__(fusion_signature())
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.engine = engine = self.engine
+        held = HDLSignal(FusionConfigLayout, init=config_const(self.initial))
+        m.d.comb += [engine.config.valid.eq(self.config.valid),
+                     self.config.ready.eq(engine.config.ready), engine.config.payload.eq(held)]
+        with m.If(self.config.valid & self.config.ready):
+            m.d.sync += held.eq(self.config.payload)
+        arrays = HDLSignal.like(engine.param_read.data)
+        width = len(arrays)
+        words = [held.weights[i] for i in range(SOURCE_SLOTS)] + \
+                [held.boost[i] for i in range(SOURCE_SLOTS)]
+        for i, word in enumerate(words):
+            assert array_index(*divmod_field(i)) == i and len(word) == width
+        with m.Switch(engine.param_read.index):
+            for i, word in enumerate(words):
+                with m.Case(i):
+                    m.d.sync += engine.param_read.data.eq(word)
+        for name in ("signals",):
+            wiring.connect(m, wiring.flipped(getattr(self, name)), getattr(engine, name))
+        for name in ("decisions", "stale"):
+            wiring.connect(m, getattr(engine, name), wiring.flipped(getattr(self, name)))
+        m.d.comb += [self.params.eq(engine.params), self.refreshing.eq(engine.refreshing),
+                     self.stats.eq(engine.stats)]
+        return m
+
+
+def divmod_field(i: int) -> tuple[str, int]:
+    return ("weights", "boost")[i // SOURCE_SLOTS], i % SOURCE_SLOTS
+
+
+def run_serial(stim: Stimulus, *, factory=SerialFusion, **kwargs):
     """``run_pipeline`` with the serial engine; the timeout allows for its cadence and for the
     time the stalled output holds a decision."""
     n = len(stim.signals())
     writes = sum(1 for e in stim.events if isinstance(e, FusionParams))
     kwargs.setdefault("max_clocks", 4 * CLOCKS_PER_SIGNAL * n + writes * 50
                       + 1000)
-    return run_pipeline(stim, factory=SerialFusion, latency=LATENCY_MAX, **kwargs)
+    return run_pipeline(stim, factory=factory, latency=LATENCY_MAX, **kwargs)
 
 
 def latencies(obs, expected) -> tuple[set[int], set[int]]:
@@ -137,6 +181,19 @@ def test_weight_change_applies_to_live_votes() -> None:
     # The driver offers the probe the clock after the write: it is accepted right away.
     stall = obs.accepted[3] - obs.config_written[0]
     assert stall == 1, stall
+
+
+@pytest.mark.parametrize("seed", SEEDS[:1])
+def test_held_parameters_and_the_array_port(seed: int) -> None:
+    """The product core's configuration: the engine keeps no copy of the parameters and reads
+    weights and boosts through ``param_read``.  The random streams (with their three parameter
+    changes, boosts included) and the weight-change case give the same results."""
+    print(f"seed {seed}")
+    stim = random_stimulus(random.Random(seed), 600, phases=4)
+    boosts = {tuple(e.boost) for e in stim.events if isinstance(e, FusionParams)}
+    assert len(boosts | {stim.initial.boost}) > 1, "the stream never changes the boosts"
+    obs, expected = run_serial(stim, label="serial held", seed=seed, factory=HeldParameters)
+    assert len(obs.config_written) == 3 and len(expected.decisions) > 15
 
 
 def test_long_gaps_and_extreme_durations() -> None:

@@ -110,6 +110,25 @@ def test_sim_push_pop_and_stats_match_the_reference(sim_board):
     assert sim_board.counters.frames_lost == 0 and sim_board.counters.retries == 0
 
 
+def test_sim_new_weights_and_boosts_decide_as_the_reference():
+    """The serial core (the iCEBreaker's) keeps weights and boosts in the register file's block
+    RAM, which the engine reads by index: a set that changes all of them reads back and
+    decides as the reference does."""
+    params = FusionParams.from_real(weights=(0.05, 0.1, 0.4, 0.2, 0.1, 0.1, 0.05, 0.3),
+                                    boost=(1.0, 1.5, 2.0, 0.5, 3.0, 1.0, 1.25, 1.75),
+                                    consensus_threshold=0.55, quorum=0.2, min_confidence=0.3)
+    assert params.weights != FusionParams().weights and params.boost != FusionParams().boost
+    signals = [e for e in _events(80, SEED + 1, pairs=2, pop_ratio=0) if type(e) is Signal]
+    reference = ReferenceEngine(params, capacity=CAPACITY, pair_slots=PAIR_SLOTS)
+    want = reference.process(signals)
+    default = ReferenceEngine(FusionParams(), capacity=CAPACITY, pair_slots=PAIR_SLOTS)
+    assert default.process(signals) != want, "the stream does not tell the two sets apart"
+    with Board.open("amaranth-sim://icebreaker") as board:
+        board.set_params(params)
+        assert board.params() == params
+        assert to_contract_results(board.push(signals)) == want, f"seed {SEED + 1}"
+
+
 def test_sim_trace_queue_overflow_vector(tmp_path):
     """The vector with a 2-entry queue: the simulated core is built with that capacity."""
     vector = next(v for v in VECTORS if v.name == "queue_overflow")

@@ -8,16 +8,16 @@ from __future__ import annotations
 import random
 
 import pytest
-from amaranth.hdl import Fragment
-from amaranth.sim import Simulator
+from amaranth.hdl import ClockDomain, Fragment, Module
+from amaranth.sim import DomainReset, Simulator
 
 from sigfuse import protocol as p
 from sigfuse.contract import DropReason, FusionParams, Signal
 from sigfuse.protocol import AckStatus, ErrorCode, Frame, FrameType, ResultKind
 from sigfuse.regmap import (BY_NAME, MAGIC, REGISTERS, STATS_CONTROL_CLEAR, STATS_CONTROL_SNAPSHOT,
                             VERSION, Access, StatKind, stats_registers)
-from sigfuse.gateware.regfile import (FusionConfigLayout, GaugesLayout, RegisterFile,
-                                      StatsEventsLayout, config_value)
+from sigfuse.gateware.regfile import (PRE_COUNTER_BITS, FusionConfigLayout, GaugesLayout,
+                                      RegisterFile, StatsEventsLayout, config_value)
 
 from .model import UPTIME, LinkModel
 from .simhelp import rng_for, seeds
@@ -316,114 +316,192 @@ def test_through_the_uart_pins():
 
 @pytest.mark.parametrize("seed", seeds((31,)))
 def test_snapshot_is_coherent_and_clear_loses_nothing(seed):
-    """Events on random counters every clock; snapshots (half of them with clear) at random
-    clocks.  The stats registers then read exactly the counts of the events before the
-    snapshot clock -- all of them, while events go on during the reads -- the gauges and the
-    uptime of that clock; and what read-and-clear took plus the final counts is every event."""
+    """Events on random counters and new gauge values every clock; snapshots (half of them with
+    clear) at random clocks, then every stats register read, while events go on (and the
+    register file runs its rounds, busy).  The uptime registers name the snapshot's clock; the
+    counters read exactly the events of the clocks before it (since the last clear), the gauges
+    their values in it.  So nothing is counted twice or lost across clears."""
     rng = rng_for(seed, "regfile snapshot")
     dut = RegisterFile()
     counters = [r for r in stats_registers() if r.stat == StatKind.COUNTER]
     gauges = [r for r in stats_registers() if r.stat == StatKind.GAUGE]
-    uptime = [r for r in stats_registers() if r.stat == StatKind.UPTIME]
+    uptime = sorted((r for r in stats_registers() if r.stat == StatKind.UPTIME), key=lambda r: r.part)
     control = BY_NAME["stats_control"].addr
-    done = {"snapshots": 0}
+    rounds = []
 
     async def bench(ctx):
-        live = dict.fromkeys((r.name for r in counters), 0)   # the model of the live counters
-        total = dict(live)                                     # every event driven
-        taken = dict(live)                                     # what clearing snapshots took
-        gauge = {}
+        history = []              # per clock: (events, gauges) driven in it
         clock = 0
 
         def drive():
-            events = {}
-            for r in counters:
-                events[r.name] = int(rng.random() < 0.4)
-                ctx.set(getattr(dut.events, r.name), events[r.name])
-                total[r.name] += events[r.name]
-            for r in gauges:
-                gauge[r.name] = rng.randrange(1 << 32)
-                ctx.set(getattr(dut.gauges, r.name), gauge[r.name])
-            return events
+            events = {r.name: int(rng.random() < 0.4) for r in counters}
+            values = {r.name: rng.randrange(1 << 32) for r in gauges}
+            for name, hit in events.items():
+                ctx.set(getattr(dut.events, name), hit)
+            for name, value in values.items():
+                ctx.set(getattr(dut.gauges, name), value)
+            history.append((events, values))
 
         async def tick():
             nonlocal clock
+            drive()
             await ctx.tick()
             clock += 1
 
-        async def idle_while_busy():
+        async def read(addr: int) -> int:
             while ctx.get(dut.bus.busy):
-                for name, hit in drive().items():
-                    live[name] += hit
                 await tick()
+            ctx.set(dut.bus.addr, addr)
+            ctx.set(dut.bus.r_stb, 1)
+            await tick()
+            ctx.set(dut.bus.r_stb, 0)
+            return ctx.get(dut.bus.r_data)
 
-        await idle_while_busy()                   # the memory is restored after reset
-        for round_ in range(7):
-            for _ in range(rng.randrange(1, 25)):
-                for name, hit in drive().items():
-                    live[name] += hit
+        def counted(first: int, last: int) -> dict[str, int]:
+            return {r.name: sum(history[c][0][r.name] for c in range(first, last))
+                    for r in counters}
+
+        while ctx.get(dut.bus.busy):              # the memory is restored after reset
+            await tick()
+        since = 0                                 # the last clear's instant
+        most = 0                                  # the largest count a snapshot read
+        for round_ in range(8):
+            # The first gap alone holds more events per counter than a pre-counter can.
+            for _ in range(800 if round_ == 0 else rng.randrange(1, 60)):
                 await tick()
-            clear = round_ < 6 and rng.random() < 0.5
-            # The snapshot clock.  Its own events count after the snapshot (and survive a clear).
+            while ctx.get(dut.bus.busy):
+                await tick()
+            clear = round_ < 7 and rng.random() < 0.5
             ctx.set(dut.bus.addr, control)
             ctx.set(dut.bus.w_data, STATS_CONTROL_SNAPSHOT | (STATS_CONTROL_CLEAR if clear else 0))
             ctx.set(dut.bus.w_stb, 1)
-            expected = dict(live)
-            events = drive()
-            expected_gauge = dict(gauge)
-            snapshot_clock = clock
-            for name, hit in events.items():
-                live[name] = hit if clear else live[name] + hit
+            request = clock
             await tick()
             ctx.set(dut.bus.w_stb, 0)
-            await idle_while_busy()               # the snapshot pass
-            for r in stats_registers():
-                for name, hit in drive().items():
-                    live[name] += hit
-                ctx.set(dut.bus.addr, r.addr)
-                ctx.set(dut.bus.r_stb, 1)
+            assert ctx.get(dut.bus.busy), "busy from the request on"
+            while ctx.get(dut.bus.busy):
                 await tick()
-                ctx.set(dut.bus.r_stb, 0)
-                value = ctx.get(dut.bus.r_data)
-                if r.stat == StatKind.COUNTER:
-                    assert value == expected[r.name], (r.name, value, expected[r.name])
-                    if clear:
-                        taken[r.name] += value
-                elif r.stat == StatKind.GAUGE:
-                    assert value == expected_gauge[r.name], r.name
-                else:
-                    assert value == (snapshot_clock >> (32 * r.part)) & 0xFFFFFFFF, r.name
-            done["snapshots"] += 1
-        # The last snapshot did not clear: what it read is `expected`; nothing was lost.
-        for name in total:
-            assert taken[name] + live[name] == total[name], name
-        assert len(uptime) == 2
+            values = {r.name: await read(r.addr) for r in stats_registers()}
+            instant = values[uptime[0].name] | values[uptime[1].name] << 32
+            assert instant == request
+            rounds.append(round_)
+            want = counted(since, instant)
+            for r in counters:
+                assert values[r.name] == want[r.name], (r.name, values[r.name], want[r.name])
+            most = max(most, *want.values())
+            for r in gauges:
+                assert values[r.name] == history[instant][1][r.name], r.name
+            if clear:
+                since = instant
+        assert most >= 1 << PRE_COUNTER_BITS
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
     sim.run()
-    assert done["snapshots"] == 7
+    assert len(rounds) == 8
 
 
-def test_gauges_are_sampled_at_the_snapshot():
+def test_clear_alone_zeroes_the_counters_and_keeps_later_events():
+    """STATS_CONTROL_CLEAR without SNAPSHOT: the counters restart from its instant; the stats
+    registers keep the last snapshot."""
     dut = RegisterFile()
-    g = BY_NAME["queue_high_water"]
+    control = BY_NAME["stats_control"].addr
+    ok = BY_NAME["frames_ok"]
 
     async def bench(ctx):
+        async def command(value):
+            await ctx.tick().until(~dut.bus.busy)
+            ctx.set(dut.bus.addr, control)
+            ctx.set(dut.bus.w_data, value)
+            ctx.set(dut.bus.w_stb, 1)
+            await ctx.tick()
+            ctx.set(dut.bus.w_stb, 0)
+            await ctx.tick().until(~dut.bus.busy)
+
+        async def read(addr):
+            ctx.set(dut.bus.addr, addr)
+            ctx.set(dut.bus.r_stb, 1)
+            await ctx.tick()
+            ctx.set(dut.bus.r_stb, 0)
+            return ctx.get(dut.bus.r_data)
+
         await ctx.tick().until(~dut.bus.busy)
-        ctx.set(dut.gauges.queue_high_water, 17)
-        ctx.set(dut.bus.snapshot, 1)
-        await ctx.tick()
-        ctx.set(dut.bus.snapshot, 0)
-        ctx.set(dut.gauges.queue_high_water, 99)
-        await ctx.tick().until(~dut.bus.busy)
-        ctx.set(dut.bus.addr, g.addr)
-        ctx.set(dut.bus.r_stb, 1)
-        await ctx.tick()
-        assert ctx.get(dut.bus.r_data) == 17
+        ctx.set(dut.events.frames_ok, 1)
+        await ctx.tick().repeat(100)
+        ctx.set(dut.events.frames_ok, 0)
+        await command(STATS_CONTROL_SNAPSHOT)
+        assert await read(ok.addr) == 100
+        await command(STATS_CONTROL_CLEAR)
+        assert await read(ok.addr) == 100, "a clear alone leaves the stats registers"
+        ctx.set(dut.events.frames_ok, 1)
+        await ctx.tick().repeat(7)
+        ctx.set(dut.events.frames_ok, 0)
+        await command(STATS_CONTROL_SNAPSHOT)
+        assert await read(ok.addr) == 7
 
     sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+def test_array_port_serves_weights_and_boosts_and_a_reset_restores_them():
+    """RegisterFile(array_port=True): ``param_read`` gives the word of the index of the clock
+    before; a bus write changes it (and the register reads back); after a reset the restore
+    pass puts the reset values back, as it does for the memory's copy."""
+    params = FusionParams.from_real(weights=(0.1, 0.2, 0.3, 0.05, 0.05, 0.1, 0.1, 0.1),
+                                    boost=(1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.7))
+    dut = RegisterFile(params=params, array_port=True)
+    words = list(params.weights) + list(params.boost)
+    top = Module()
+    top.submodules.dut = dut
+    top.domains.sync = domain = ClockDomain()
+
+    async def bench(ctx):
+        async def arrays() -> list[int]:
+            got = []
+            for index in range(len(words)):
+                ctx.set(dut.param_read.index, index)
+                await ctx.tick()
+                got.append(ctx.get(dut.param_read.data))
+            return got
+
+        async def write(name, value):
+            await ctx.tick().until(~dut.bus.busy)
+            ctx.set(dut.bus.addr, BY_NAME[name].addr)
+            ctx.set(dut.bus.w_data, value)
+            ctx.set(dut.bus.w_stb, 1)
+            await ctx.tick()
+            ctx.set(dut.bus.w_stb, 0)
+
+        async def read(name):
+            await ctx.tick().until(~dut.bus.busy)
+            ctx.set(dut.bus.addr, BY_NAME[name].addr)
+            ctx.set(dut.bus.r_stb, 1)
+            await ctx.tick()
+            ctx.set(dut.bus.r_stb, 0)
+            return ctx.get(dut.bus.r_data)
+
+        assert await arrays() == words
+        await write("weight_news", 1234)
+        await write("boost_8", 4321)
+        changed = list(words)
+        changed[5], changed[15] = 1234, 4321
+        assert await arrays() == changed
+        assert await read("weight_news") == 1234 and await read("boost_8") == 4321
+        ctx.set(domain.rst, 1)
+        for _ in range(2):
+            try:
+                await ctx.tick()
+            except DomainReset:
+                pass
+        ctx.set(domain.rst, 0)
+        await ctx.tick().until(~dut.bus.busy)
+        assert await arrays() == words
+        assert await read("weight_news") == params.weights[5]
+
+    sim = Simulator(top)
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
     sim.run()
