@@ -49,27 +49,20 @@ class HeldParameters(wiring.Component):
                      self.config.ready.eq(engine.config.ready), engine.config.payload.eq(held)]
         with m.If(self.config.valid & self.config.ready):
             m.d.sync += held.eq(self.config.payload)
-        arrays = HDLSignal.like(engine.param_read.data)
-        width = len(arrays)
-        words = [held.weights[i] for i in range(SOURCE_SLOTS)] + \
-                [held.boost[i] for i in range(SOURCE_SLOTS)]
-        for i, word in enumerate(words):
-            assert array_index(*divmod_field(i)) == i and len(word) == width
+        # Word i of the port is field[slot] with i = array_index(field, slot).
+        words = {array_index(field, slot): getattr(held, field)[slot]
+                 for field in ("weights", "boost") for slot in range(SOURCE_SLOTS)}
+        assert all(len(word) == len(engine.param_read.data) for word in words.values())
         with m.Switch(engine.param_read.index):
-            for i, word in enumerate(words):
+            for i, word in words.items():
                 with m.Case(i):
                     m.d.sync += engine.param_read.data.eq(word)
-        for name in ("signals",):
-            wiring.connect(m, wiring.flipped(getattr(self, name)), getattr(engine, name))
+        wiring.connect(m, wiring.flipped(self.signals), engine.signals)
         for name in ("decisions", "stale"):
             wiring.connect(m, getattr(engine, name), wiring.flipped(getattr(self, name)))
         m.d.comb += [self.params.eq(engine.params), self.refreshing.eq(engine.refreshing),
                      self.stats.eq(engine.stats)]
         return m
-
-
-def divmod_field(i: int) -> tuple[str, int]:
-    return ("weights", "boost")[i // SOURCE_SLOTS], i % SOURCE_SLOTS
 
 
 def run_serial(stim: Stimulus, *, factory=SerialFusion, **kwargs):
