@@ -1,7 +1,9 @@
 """iCEBreaker (iCE40UP5K-SG48): 12 MHz oscillator, FT2232H (channel A: SPI flash, channel B: UART).
 
-* ``sync`` runs at 48 MHz from the PLL: 3 Mbaud -- the FT2232H's fastest rate the host
-  drivers offer without fractional dividers -- is then exactly 16 clocks per bit.
+* ``sync`` runs at 21 MHz from the PLL: 3 Mbaud -- the FT2232H's fastest rate the host
+  drivers offer without fractional dividers -- is then exactly 7 clocks per bit.  The product
+  core fills 96 % of the UP5K's logic cells and closes timing at ~24 MHz; 21 MHz is the
+  fastest exact divisor of 3 Mbaud below that with a margin (docs/boards.md).
 * UART: the ``uart`` resource of ``amaranth-boards`` (pins 6/9, FT2232H channel B).
 * LEDs: green (``led_g``) is the heartbeat, red (``led_r``) the link-error blink.
 * Flashing: ``sigfuse flash`` drives channel A (see :mod:`sigfuse.flash`).
@@ -111,14 +113,11 @@ BOARD = BoardSpec(
     description="iCEBreaker (iCE40UP5K-SG48, FT2232H)",
     platform=SigfuseICEBreakerPlatform,
     clock_generator=ICE40Clocking,
-    sync_hz=48_000_000,
+    sync_hz=21_000_000,
     uart_baud=3_000_000,
     heartbeat_led=("led_g", 0),
     link_error_led=("led_r", 0),
     bitstream_suffix=".bin",
-    default_core="echo",
-    default_core_note=("the product core does not fit the iCE40UP5K yet (README, 'Not yet done'); "
-                       "building the UART-echo stand-in"),
     # The fusion engine's multipliers go into the UP5K's SB_MAC16 blocks instead of ~2,000
     # logic cells.
     synth_opts="-dsp",

@@ -156,6 +156,12 @@ class Dispatcher(wiring.Component):
 
         # --- command state -------------------------------------------------------------------
         cmd_type, cmd_seq = Signal(8), Signal(8)
+        # The command types the states below branch on, decoded once as the type byte arrives:
+        # one flip-flop each, instead of an 8-bit comparison in every branch (those sat on the
+        # iCE40's longest paths).
+        is_type = {t: Signal(name=f"is_{t.name.lower()}") for t in (
+            FrameType.REG_READ, FrameType.REG_WRITE, FrameType.PUSH_SIGNALS, FrameType.POP,
+            FrameType.STATS)}
         body_len = Signal(8)
         last_seq, last_valid = Signal(8), Signal()
         duplicate = Signal()
@@ -284,6 +290,7 @@ class Dispatcher(wiring.Component):
             with m.State("read_type"):
                 m.d.comb += frame.offset.eq(1)
                 m.d.sync += cmd_type.eq(frame.data)
+                m.d.sync += [flag.eq(frame.data == t) for t, flag in is_type.items()]
                 m.next = "read_seq"
             with m.State("read_seq"):
                 m.d.sync += [cmd_seq.eq(frame.data), body_len.eq(frame.length - HEADER_BYTES)]
@@ -335,12 +342,12 @@ class Dispatcher(wiring.Component):
             with m.State("validate"):
                 with m.If(item == items):
                     m.d.sync += [item.eq(0), pos.eq(0)]
-                    with m.If(duplicate & (cmd_type != FrameType.REG_READ)):
+                    with m.If(duplicate & ~is_type[FrameType.REG_READ]):
                         m.d.comb += self.events.frames_duplicate.eq(1)
                         reply(cmd_type | 0x80, AckStatus.DUPLICATE)
                     with m.Else():
                         m.next = "execute"
-                with m.Elif(cmd_type == FrameType.PUSH_SIGNALS):
+                with m.Elif(is_type[FrameType.PUSH_SIGNALS]):
                     load(_SIGNAL_CHECK_BYTES, _Cont.VALIDATE, skip_bytes=_SIGNAL_CHECK_FROM)
                 with m.Else():
                     load(item_size, _Cont.VALIDATE)
@@ -348,30 +355,32 @@ class Dispatcher(wiring.Component):
                 # shreg holds the item, its last byte at the top.
                 m.d.sync += [item.eq(item + 1), pos.eq(pos + item_size)]
                 m.next = "validate"
-                with m.Switch(cmd_type):
-                    with m.Case(FrameType.PUSH_SIGNALS):
-                        # shreg's top holds the record from its pair byte on.
-                        tail = shreg[-8 * _SIGNAL_CHECK_BYTES:]
-                        pair = tail[:8]
-                        reserved = tail[SignalLayout.size - 8 * _SIGNAL_CHECK_FROM:]
-                        with m.If((pair >= self.pair_slots) | reserved.any()):
-                            fail(ErrorCode.BAD_VALUE, item, "frames_bad_value")
-                    with m.Case(FrameType.POP):
-                        with m.If(shreg[-8:] == 0):
-                            fail(ErrorCode.BAD_VALUE, 0, "frames_bad_value")
-                    with m.Case(FrameType.REG_READ):
-                        m.d.sync += reg_addr.eq(shreg[-16:])
-                        m.next = "check_reg"
-                    with m.Case(FrameType.REG_WRITE):
-                        m.d.sync += [reg_addr.eq(shreg[-48:-32]), reg_value.eq(shreg[-32:])]
-                        m.next = "check_reg"
+                with m.If(is_type[FrameType.PUSH_SIGNALS]):
+                    # shreg's top holds the record from its pair byte on.
+                    tail = shreg[-8 * _SIGNAL_CHECK_BYTES:]
+                    pair = tail[:8]
+                    reserved = tail[SignalLayout.size - 8 * _SIGNAL_CHECK_FROM:]
+                    with m.If((pair >= self.pair_slots) | reserved.any()):
+                        fail(ErrorCode.BAD_VALUE, item, "frames_bad_value")
+                with m.Elif(is_type[FrameType.POP]):
+                    with m.If(shreg[-8:] == 0):
+                        fail(ErrorCode.BAD_VALUE, 0, "frames_bad_value")
+                with m.Elif(is_type[FrameType.REG_READ]):
+                    m.d.sync += reg_addr.eq(shreg[-16:])
+                    m.next = "check_wait"
+                with m.Elif(is_type[FrameType.REG_WRITE]):
+                    m.d.sync += [reg_addr.eq(shreg[-48:-32]), reg_value.eq(shreg[-32:])]
+                    m.next = "check_wait"
+            with m.State("check_wait"):
+                # The register file's checks are registered: valid a clock after reg_addr.
+                m.next = "check_reg"
             with m.State("check_reg"):
                 m.next = "validate"
                 with m.If(~bus.exists):
                     fail(ErrorCode.BAD_ADDRESS, reg_addr, "reg_bad_address")
-                with m.Elif((cmd_type == FrameType.REG_WRITE) & ~bus.writable):
+                with m.Elif(is_type[FrameType.REG_WRITE] & ~bus.writable):
                     fail(ErrorCode.READ_ONLY, reg_addr, "reg_bad_address")
-                with m.Elif((cmd_type == FrameType.REG_WRITE) & ~bus.value_ok):
+                with m.Elif(is_type[FrameType.REG_WRITE] & ~bus.value_ok):
                     fail(ErrorCode.BAD_VALUE, reg_addr, "frames_bad_value")
 
             # --- loading an item from the body -------------------------------------------------
@@ -387,69 +396,73 @@ class Dispatcher(wiring.Component):
                             with m.Case(_Cont.VALIDATE):
                                 m.next = "check"
                             with m.Case(_Cont.READ):
-                                m.next = "read_strobe"
+                                m.next = "read_address"
                             with m.Case(_Cont.WRITE):
-                                m.next = "write_strobe"
+                                m.next = "write_address"
                             with m.Case(_Cont.PUSH):
                                 m.d.sync += staged.eq(1)
                                 m.next = "next_item"
 
             # --- execution ---------------------------------------------------------------------
             with m.State("execute"):
-                with m.Switch(cmd_type):
-                    with m.Case(FrameType.REG_READ):
-                        reply(FrameType.REG_READ_REPLY)
-                    with m.Case(FrameType.REG_WRITE):
-                        with m.If(~bus.params_pending):
-                            m.next = "next_item"
-                    with m.Case(FrameType.PUSH_SIGNALS):
+                with m.If(is_type[FrameType.REG_READ]):
+                    reply(FrameType.REG_READ_REPLY)
+                with m.Elif(is_type[FrameType.REG_WRITE]):
+                    with m.If(~bus.params_pending):
                         m.next = "next_item"
-                    with m.Case(FrameType.POP):
-                        m.d.sync += pops_left.eq(shreg[-8:])
-                        m.next = "next_item"
+                with m.Elif(is_type[FrameType.PUSH_SIGNALS]):
+                    m.next = "next_item"
+                with m.Elif(is_type[FrameType.POP]):
+                    m.d.sync += pops_left.eq(shreg[-8:])
+                    m.next = "next_item"
             with m.State("next_item"):
-                with m.Switch(cmd_type):
-                    with m.Case(FrameType.REG_READ):
-                        with m.If(item == items):
-                            m.next = "end"
-                        with m.Else():
-                            load(2, _Cont.READ)
-                    with m.Case(FrameType.STATS):
-                        with m.If(item == len(_STATS)):
-                            m.next = "end"
-                        with m.Else():
-                            m.d.sync += reg_addr.eq(_STATS_BASE + item)
-                            m.next = "read_strobe"
-                    with m.Case(FrameType.REG_WRITE):
-                        with m.If(item == items):
-                            m.d.comb += bus.commit.eq(1)
-                            reply(FrameType.REG_WRITE_ACK, AckStatus.DONE)
-                        with m.Else():
-                            load(6, _Cont.WRITE)
-                    with m.Case(FrameType.PUSH_SIGNALS):
-                        # Signal i's results go out before signal i + 1 is pushed (the contract's
-                        # order), but i + 1's record loads while i settles.
-                        with m.If(unreported & (settle == 0)):
-                            m.next = "results"
-                        with m.Elif(~staged & (item != items)):
-                            load(SIGNAL_RECORD_BYTES, _Cont.PUSH)
-                        with m.Elif(staged & ~unreported):
-                            m.next = "push_signal"
-                        with m.Elif(~unreported):
-                            m.next = "finish"
-                    with m.Case(FrameType.POP):
-                        with m.If(pops_left == 0):
-                            m.next = "finish"
-                        with m.Else():
-                            m.next = "pop_request"
+                with m.If(is_type[FrameType.REG_READ]):
+                    with m.If(item == items):
+                        m.next = "end"
+                    with m.Else():
+                        load(2, _Cont.READ)
+                with m.Elif(is_type[FrameType.STATS]):
+                    with m.If(item == len(_STATS)):
+                        m.next = "end"
+                    with m.Else():
+                        m.d.sync += reg_addr.eq(_STATS_BASE + item)
+                        m.next = "read_strobe"
+                with m.Elif(is_type[FrameType.REG_WRITE]):
+                    with m.If(item == items):
+                        m.d.comb += bus.commit.eq(1)
+                        reply(FrameType.REG_WRITE_ACK, AckStatus.DONE)
+                    with m.Else():
+                        load(6, _Cont.WRITE)
+                with m.Elif(is_type[FrameType.PUSH_SIGNALS]):
+                    # Signal i's results go out before signal i + 1 is pushed (the contract's
+                    # order), but i + 1's record loads while i settles.
+                    with m.If(unreported & (settle == 0)):
+                        m.next = "results"
+                    with m.Elif(~staged & (item != items)):
+                        load(SIGNAL_RECORD_BYTES, _Cont.PUSH)
+                    with m.Elif(staged & ~unreported):
+                        m.next = "push_signal"
+                    with m.Elif(~unreported):
+                        m.next = "finish"
+                with m.Elif(is_type[FrameType.POP]):
+                    with m.If(pops_left == 0):
+                        m.next = "finish"
+                    with m.Else():
+                        m.next = "pop_request"
 
+            # The bus's address and data come straight from reg_addr and reg_value, never from
+            # a multiplexer on the state: the register file decodes them, and the paths from
+            # this state machine through that decoding were the iCE40's longest.
+            with m.State("read_address"):
+                m.d.sync += reg_addr.eq(shreg[-16:])
+                m.next = "read_strobe"
             with m.State("read_strobe"):
-                with m.If(cmd_type == FrameType.REG_READ):
-                    m.d.comb += bus.addr.eq(shreg[-16:])
-                    m.d.sync += reg_addr.eq(shreg[-16:])
                 with m.If(~bus.busy):
                     m.d.comb += bus.r_stb.eq(1)
-                    m.next = "read_latch"
+                    m.next = "read_wait"
+            with m.State("read_wait"):
+                # r_data is valid two clocks after r_stb (the register file's bus stage).
+                m.next = "read_latch"
             with m.State("read_latch"):
                 m.d.sync += [reg_value.eq(bus.r_data), k.eq(0)]
                 m.next = "emit_register"
@@ -460,8 +473,10 @@ class Dispatcher(wiring.Component):
                         m.d.sync += [item.eq(item + 1), pos.eq(pos + 2)]
                         m.next = "next_item"
 
+            with m.State("write_address"):
+                m.d.sync += [reg_addr.eq(shreg[-48:-32]), reg_value.eq(shreg[-32:])]
+                m.next = "write_strobe"
             with m.State("write_strobe"):
-                m.d.comb += [bus.addr.eq(shreg[-48:-32]), bus.w_data.eq(shreg[-32:])]
                 with m.If(~bus.busy):
                     m.d.comb += bus.w_stb.eq(1)
                     m.d.sync += [item.eq(item + 1), pos.eq(pos + 6)]

@@ -101,7 +101,7 @@ class LinkCore(wiring.Component):
         m.submodules.regfile = regfile = RegisterFile(
             params=self.reset_params, build_id=self.build_id, clk_hz=self.clk_hz,
             pair_slots=self.pair_slots, queue_capacity=self.queue_capacity,
-            uart_divisor=self.divisor or 0, array_port=self.array_port)
+            uart_divisor=self.divisor or 0, array_port=self.array_port, bus_stage=True)
         m.submodules.framer = framer = Framer()
 
         wiring.connect(m, deframer.frame, dispatcher.frame)

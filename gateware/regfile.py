@@ -6,10 +6,12 @@ come from the map, so the gateware cannot drift from ``regs.json`` or ``sigfuse_
 Ports:
 
 * ``bus`` (:data:`RegBusSignature`, driven by the dispatcher): ``addr`` and ``w_data`` are
-  decoded combinationally into ``exists``, ``writable`` and ``value_ok`` (so a whole command can
-  be validated before any of it runs); ``w_stb`` writes, ``r_stb`` reads (``r_data`` is valid in
-  the clock after ``r_stb``); ``commit`` ends a REG_WRITE frame; ``snapshot`` takes a stats
-  snapshot.  While ``busy`` the initiator issues none of ``r_stb``, ``w_stb``, ``snapshot``.
+  decoded into ``exists``, ``writable`` and ``value_ok`` (so a whole command can be validated
+  before any of it runs; with ``bus_stage`` they are registered, valid a clock later);
+  ``w_stb`` writes, ``r_stb`` reads (``r_data`` is valid two clocks after ``r_stb``, and
+  without ``bus_stage`` already one); ``commit`` ends a REG_WRITE frame; ``snapshot`` takes a
+  stats snapshot.  While ``busy`` the initiator issues none of
+  ``r_stb``, ``w_stb``, ``snapshot``.
 * ``config`` (a stream of :data:`FusionConfigLayout`, to the fusion pipeline's ``config``):
   after a ``commit`` that follows a write to any fusion register, ``valid`` rises with the whole
   parameter set and stays until the pipeline takes it -- so the writes of one frame take effect
@@ -141,13 +143,20 @@ class RegisterFile(wiring.Component):
     :param build_id, clk_hz, pair_slots, queue_capacity, uart_divisor: the identity registers.
     :param array_port: keep the weights and boosts in a block RAM read through ``param_read``
         (see the module docstring).
+    :param bus_stage: take the bus's strobes into registers and carry them out a clock later,
+        so that no path runs from the initiator's state through the decoding into the
+        registers, the memory and the counters (the iCE40's critical path otherwise).  The
+        initiator must then hold ``addr`` and ``w_data`` through the clock after a strobe;
+        ``exists``, ``writable`` and ``value_ok`` are registered too (valid in the clock after
+        ``addr`` and ``w_data``), and ``r_data`` is valid two clocks after ``r_stb``.
     """
 
     def __init__(self, *, params: FusionParams | None = None, build_id: int = 0, clk_hz: int = 0,
                  pair_slots: int = 0, queue_capacity: int = 0, uart_divisor: int = 0,
-                 array_port: bool = False) -> None:
+                 array_port: bool = False, bus_stage: bool = False) -> None:
         self.reset_params = params or FusionParams()
         self.array_port = array_port
+        self.bus_stage = bus_stage
         identity = dict(build_id=build_id, clk_hz=clk_hz, pair_slots=pair_slots,
                         queue_capacity=queue_capacity, uart_divisor=uart_divisor)
         assert set(identity) == set(IDENTITY_NAMES)
@@ -220,34 +229,53 @@ class RegisterFile(wiring.Component):
             m.d.comb += [arrays_rd.addr.eq(self.param_read.index),
                          self.param_read.data.eq(arrays_rd.data)]
 
-        write_ok = bus.w_stb & bus.value_ok & bus.writable
-        bus_write = Signal()          # a bus write to the memory in this clock
-        take_snapshot, take_clear = Signal(), Signal()
-        dirty = Signal()
+        # The checks: combinational, or (`bus_stage`) registered, valid a clock after addr and
+        # w_data, so that the initiator's decisions start from flip-flops.
+        exists, writable, value_ok = Signal(), Signal(), Signal()
         with m.Switch(bus.addr):
             for r in REGISTERS:
                 with m.Case(r.addr):
-                    m.d.comb += [bus.exists.eq(1), bus.writable.eq(int(r.writable)),
-                                 bus.value_ok.eq(bus.w_data <= r.max_value)]
-                    with m.If(write_ok):
+                    m.d.comb += [exists.eq(1), writable.eq(int(r.writable)),
+                                 value_ok.eq(bus.w_data <= r.max_value)]
+        checks = m.d.sync if self.bus_stage else m.d.comb
+        checks += [bus.exists.eq(exists), bus.writable.eq(writable), bus.value_ok.eq(value_ok)]
+        # The accesses: as they come, or (`bus_stage`) a clock later from registers.  The
+        # initiator checked the access (exists, writable, value_ok) before it strobes; the
+        # register file checks again, since a refused write must change nothing.
+        write_ok = bus.w_stb & value_ok & writable
+        addr, w_data = bus.addr, bus.w_data
+        if self.bus_stage:
+            # The initiator holds addr and w_data through the clock after a strobe.
+            staged = [Signal(name=f"staged_{name}") for name in ("write", "read", "snapshot", "commit")]
+            m.d.sync += Cat(*staged).eq(Cat(write_ok, bus.r_stb, bus.snapshot, bus.commit))
+            write_ok, r_stb, snapshot, commit = staged
+        else:
+            r_stb, snapshot, commit = bus.r_stb, bus.snapshot, bus.commit
+        bus_write = Signal()          # a bus write to the memory in this clock
+        take_snapshot, take_clear = Signal(), Signal()
+        dirty = Signal()
+        with m.If(write_ok):
+            with m.Switch(addr):
+                for r in REGISTERS:
+                    with m.Case(r.addr):
                         if r.access == Access.RW:
                             m.d.comb += bus_write.eq(1)
                         if r.name in params:
-                            m.d.sync += [params[r.name].eq(bus.w_data), dirty.eq(1)]
+                            m.d.sync += [params[r.name].eq(w_data), dirty.eq(1)]
                         if r.name in in_arrays:
                             m.d.comb += [arrays_wr.addr.eq(in_arrays[r.name]),
-                                         arrays_wr.data.eq(bus.w_data), arrays_wr.en.eq(1)]
+                                         arrays_wr.data.eq(w_data), arrays_wr.en.eq(1)]
                             m.d.sync += dirty.eq(1)
                         if r.name == "stats_control":
-                            m.d.comb += [take_snapshot.eq((bus.w_data & STATS_CONTROL_SNAPSHOT).any()),
-                                         take_clear.eq((bus.w_data & STATS_CONTROL_CLEAR).any())]
-        with m.If(bus.snapshot):
+                            m.d.comb += [take_snapshot.eq((w_data & STATS_CONTROL_SNAPSHOT).any()),
+                                         take_clear.eq((w_data & STATS_CONTROL_CLEAR).any())]
+        with m.If(snapshot):
             m.d.comb += take_snapshot.eq(1)
         take = take_snapshot | take_clear
 
         with m.If(self.config.ready):
             m.d.sync += self.config.valid.eq(0)
-        with m.If(bus.commit & dirty):
+        with m.If(commit & dirty):
             m.d.sync += [self.config.valid.eq(1), dirty.eq(0)]
         m.d.comb += bus.params_pending.eq(self.config.valid)
 
@@ -290,9 +318,9 @@ class RegisterFile(wiring.Component):
 
         # --- memory ports: the bus's while idle, the rounds' (and the restore's) while busy ---
         with m.If(bus_write):
-            m.d.comb += [wr.addr.eq(bus.addr), wr.data.eq(bus.w_data), wr.en.eq(1)]
-        with m.If(bus.r_stb):
-            m.d.comb += [rd.addr.eq(bus.addr), rd.en.eq(1)]
+            m.d.comb += [wr.addr.eq(addr), wr.data.eq(w_data), wr.en.eq(1)]
+        with m.If(r_stb):
+            m.d.comb += [rd.addr.eq(addr), rd.en.eq(1)]
 
         m.d.comb += bus.busy.eq(1)
         with m.FSM(init="restore"):
@@ -314,8 +342,11 @@ class RegisterFile(wiring.Component):
                     with m.If(restore_addr == _DEPTH - 1):
                         m.next = "idle"
             with m.State("idle"):
-                # `take` comes from the bus, which waits while busy: busy never depends on it.
-                m.d.comb += bus.busy.eq(0)
+                # Busy as a round is about to start, so that the initiator's read is never
+                # overwritten by the round's before it has taken it (two clocks after r_stb).
+                # With `bus_stage`, also while a staged snapshot or clear starts one; without,
+                # `take` comes straight from the bus, whose strobes depend on busy.
+                m.d.comb += bus.busy.eq(full | (take if self.bus_stage else 0))
                 m.d.sync += index.eq(0)
                 with m.If(take):
                     m.d.comb += start_round.eq(1)

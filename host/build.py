@@ -46,8 +46,8 @@ __all__ = ["BuildError", "TimingError", "BuildResult", "BuildStats", "STATS", "E
            "DESIGN_NAME", "REPORT_FORMAT", "build", "cache_root", "load_core_factory",
            "add_build_command", "cmd_build"]
 
-#: The UART-echo stand-in core (it validates the tool flow and the board's UART; boards where
-#: the product core does not fit build it by default, see ``BoardSpec.default_core``).
+#: The UART-echo stand-in core (it validates the tool flow and the board's UART; a board where
+#: the product core does not fit would build it by default, see ``BoardSpec.default_core``).
 ECHO_CORE = "sigfuse.boards.common:UartEchoCore"
 #: Short names for ``--top``.
 CORES = {"echo": ECHO_CORE, "product": "sigfuse.gateware.core:product_core"}
@@ -622,8 +622,8 @@ def add_build_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
     parser.add_argument("--board", required=True, choices=BOARD_NAMES)
     parser.add_argument("--top", metavar="NAME|MODULE:FACTORY",
                         help="core put on the board: 'product' (link + fusion + queue; the "
-                             "default where it fits: ULX3S), 'echo' (the UART-echo stand-in; the "
-                             "iCEBreaker's default), or a core factory")
+                             "default), 'echo' (the UART-echo stand-in, for checking a board's "
+                             "tool flow and UART), or a core factory")
     parser.add_argument("--sync-mhz", type=float, metavar="MHZ",
                         help="datapath clock to build for (default: the board's)")
     parser.add_argument("--out", metavar="DIR", help="output folder (default build/<board>)")

@@ -84,7 +84,7 @@ def ice40_image() -> bytes:
 @pytest.fixture(scope="session")
 def board_build(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., BuildResult]:
     """``board_build(board, core=None)``: the session's build of ``core`` (default: the board's
-    default core -- the product on the ULX3S, the stand-in on the iCEBreaker) for that board."""
+    default core, the product) for that board."""
     results: dict[tuple[str, str | None], BuildResult] = {}
 
     def get(board: str, core: str | None = None) -> BuildResult:

@@ -1,8 +1,8 @@
 """``sigfuse build``: real bitstreams for both boards through :func:`sigfuse.build.build`.
 
 One build per board and core per session (``board_build``): each board's default core (the
-product core on the ULX3S, the UART-echo stand-in on the iCEBreaker, where the product does not
-fit), and the stand-in for the cache mechanics, which a rebuild exercises.  Whether a tool ran
+product core: the pipeline engine on the ULX3S, the serial engine on the iCEBreaker), and the
+UART-echo stand-in for the cache mechanics, which a rebuild exercises.  Whether a tool ran
 is read from :data:`sigfuse.build.STATS`, never from timing.
 """
 
@@ -43,10 +43,11 @@ def test_report(board: str, board_build) -> None:
     assert report["utilization"]["lut"]["used"] > 50 and report["utilization"]["ff"]["used"] > 50
     assert report["utilization"]["pll"]["used"] == 1
     if get_board(board).default_core == "product":
-        # The whole datapath is there: the fusion pipeline's multipliers, the queue's payload
-        # RAM and the link's buffers.
+        # The whole datapath is there: the fusion engine's multipliers, the queue's payload
+        # RAM and the link's buffers (the serial engine on the iCE40 is ~5,000 logic cells, the
+        # pipeline on the ECP5 ~20,000 LUTs; the stand-in a few hundred).
         assert report["utilization"]["dsp"]["used"] > 0 and report["utilization"]["bram"]["used"] > 0
-        assert report["utilization"]["lut"]["used"] > 10_000
+        assert report["utilization"]["lut"]["used"] > 4_000
     data = result.bitstream.read_bytes()
     assert report["bitstream"]["bytes"] == len(data) and result.bitstream.suffix == get_board(board).bitstream_suffix
     assert set(report["toolchain"]) >= {"yosys", "amaranth"}
