@@ -32,7 +32,7 @@ from amaranth.lib.wiring import In, Out
 from ..contract import DropReason, FusionParams
 from .framing import RegisterSlice
 from .fusion import LATENCY as FUSION_LATENCY, FusionPipeline
-from .fusion_serial import LATENCY_MAX as SERIAL_FUSION_LATENCY, SerialFusion
+from .fusion_serial import SerialFusion
 from .link import LinkCore
 from .queue import PriorityQueue
 from .queue_serial import SerialQueue, op_clocks_max
@@ -125,10 +125,11 @@ def build_id(parameters: CoreParameters) -> int:
 def settle_clocks(parameters: CoreParameters) -> int:
     """The dispatcher's wait after each signal before it sends that signal's results: the
     longest time from a signal's transfer to its last result (decision into the queue, then the
-    drop it causes), plus the clock that captures it."""
+    drop it causes), plus the clock that captures it.  The serial engine's signal transfers
+    with its decision, so only the queue's push remains."""
     if parameters.engine == "pipeline":
         return SETTLE_CLOCKS
-    return SERIAL_FUSION_LATENCY + op_clocks_max(parameters.queue_capacity) + 2
+    return op_clocks_max(parameters.queue_capacity) + 2
 
 
 class SigfuseCore(wiring.Component):
@@ -185,13 +186,12 @@ class SigfuseCore(wiring.Component):
             # of the UP5K's 5,280.
             wiring.connect(m, link.pop, q.pop)
             wiring.connect(m, q.popped, link.popped)
-            # The engine's time per signal varies (a stale signal ends early, a push shifts
-            # as many entries as it passes): the dispatcher stops waiting once both are idle,
-            # instead of always waiting settle_clocks.  The engine is busy from the clock after
-            # it accepts a signal until its decision has gone into the queue, and the queue
-            # from the clock after it sees that push until the drop report, if any.
-            m.d.comb += link.datapath_busy.eq(~pipeline.signals.ready | pipeline.decisions.valid
-                                              | q.busy)
+            # A push's time varies (it shifts as many entries as it passes): the dispatcher
+            # stops waiting once the queue is idle, instead of always waiting settle_clocks.
+            # The engine is done with a signal when it transfers (with its decision, into the
+            # queue), and the queue is busy from the clock after it sees that push until the
+            # drop report, if any.
+            m.d.comb += link.datapath_busy.eq(q.busy)
         else:
             # Pops go through register slices both ways: the queue's pop logic drives all of
             # its cells, and without them the dispatcher's state decoding sat in front of that

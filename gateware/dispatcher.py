@@ -11,10 +11,9 @@ Port contract (what the board top connects; all in the sync domain)
 
 ``signals`` -- Out, ``stream.Signature(SignalLayout)``
     To the fusion pipeline's ``signals``.  One signal at a time: after each transfer the
-    dispatcher waits ``settle_clocks`` clocks before it emits that signal's results and sends
-    the next, so results come out in the contract's order (decision, then the drop it caused;
-    or the stale report) without any reordering logic.  The next signal's record is read from
-    the frame during the wait.  ``settle_clocks`` must exceed the
+    dispatcher waits ``settle_clocks`` clocks before it emits that signal's results and then
+    loads the next, so results come out in the contract's order (decision, then the drop it
+    caused; or the stale report) without any reordering logic.  ``settle_clocks`` must exceed the
     longest delay from a signal's transfer to its last result (fusion ``LATENCY`` + 1 for the
     queue's drop report, + 1).  At 3 Mbaud a signal takes 14 byte times = 140 bit times on the
     wire, far more than the settling, so serializing costs no link throughput.  With
@@ -33,13 +32,16 @@ Port contract (what the board top connects; all in the sync domain)
     The queue's ``drop`` reports (EVICTED or REJECTED with the dropped decision).
 
 ``stale`` -- In, ``stream.Signature(SignalLayout, always_ready=True)``
-    The fusion pipeline's ``stale`` reports.
+    The fusion pipeline's ``stale`` reports.  Only ``valid`` is used: a stale signal is the one
+    last sent, whose record the dispatcher still holds (it loads the next only after the
+    results), so it sends the report from there.
 
 ``popped`` -- In, ``stream.Signature(PoppedLayout)``
     The queue's ``popped`` (a decision, or ``empty = 1``); taken with backpressure.
 
-Results are captured whenever they arrive, one register per source (decision, drop, stale);
-the serialization above guarantees that each holds at most one pending result.  A popped
+Results are captured whenever they arrive, one register per source (decision, drop; a stale
+report is sent from the signal's record); the serialization above guarantees that each holds
+at most one pending result.  A popped
 record stays on ``popped`` (ready low) until it has been sent.
 
 The register port (``bus``) goes to :class:`~.regfile.RegisterFile`, ``tx`` to the
@@ -183,7 +185,6 @@ class Dispatcher(wiring.Component):
         reg_addr, reg_value = Signal(16), Signal(32)
         settle = Signal(range(self.settle_clocks + 1))   # clocks until the last push's results
         unreported = Signal()   # a pushed signal whose results have not been sent yet
-        staged = Signal()       # shreg holds the next signal, loaded while the last one settled
         pops_left = Signal(8)
 
         # --- results: one capture register per source --------------------------------------
@@ -193,10 +194,11 @@ class Dispatcher(wiring.Component):
         # flip-flops unpaired (each its own iCE40 logic cell).  A popped record is loaded into
         # the drop register (pops and drops never overlap), and `popped` is held (ready low)
         # until its record has been sent.  The serial queue drives both payloads from one
-        # register, so there the load costs nothing.
+        # register, so there the load costs nothing.  A stale report needs no register: the
+        # stale signal's record is still in shreg, which shifts down the same way.
         dec_r, dec_p = Signal(DecisionLayout.size), Signal()
         drop_r, drop_reason, drop_p = Signal(DecisionLayout.size), Signal(DropReason), Signal()
-        stale_r, stale_p = Signal(SignalLayout.size), Signal()
+        stale_p = Signal()
         popping = Signal()            # a popped record is waiting on `popped`
         source = Signal(_Source)      # the record being sent
         res_kind = Signal(ResultKind)
@@ -208,8 +210,7 @@ class Dispatcher(wiring.Component):
         for register, pending, stream_in, payload, sources in (
                 (dec_r, dec_p, self.decisions, self.decisions.payload, (_Source.DECISION,)),
                 (drop_r, drop_p, self.drops, self.drops.payload.decision,
-                 (_Source.DROP, _Source.POPPED)),
-                (stale_r, stale_p, self.stale, self.stale.payload, (_Source.STALE,))):
+                 (_Source.DROP, _Source.POPPED))):
             with m.If(stream_in.valid):
                 m.d.sync += [register.eq(payload), pending.eq(1)]
             if register is drop_r:
@@ -219,13 +220,21 @@ class Dispatcher(wiring.Component):
                 m.d.sync += register.eq(register[8:])
         with m.If(self.drops.valid):
             m.d.sync += drop_reason.eq(self.drops.payload.reason)
+        with m.If(self.stale.valid):
+            m.d.sync += stale_p.eq(1)
+        # shreg shifts down a byte as a byte of an item is loaded at its top, and as a byte of
+        # the stale record is sent from its bottom (zeros come in: the result record is longer).
+        shreg_in = Signal(8)
+        shreg_shift = Signal()
+        with m.If(shreg_shift | (byte_sent & (source == _Source.STALE))):
+            m.d.sync += shreg.eq(Cat(shreg[8:], shreg_in))
 
         record_byte = Signal(8)
         with m.Switch(source):
             for src, value in {
                     _Source.DECISION: dec_r[:8],
                     _Source.DROP: drop_r[:8],
-                    _Source.STALE: stale_r[:8],
+                    _Source.STALE: shreg[:8],
                     _Source.POPPED: drop_r[:8]}.items():
                 with m.Case(src):
                     m.d.comb += record_byte.eq(value)
@@ -266,7 +275,7 @@ class Dispatcher(wiring.Component):
                          skip.eq(skip_bytes)]
             m.next = "load"
 
-        # The settle count runs by itself, so the next signal's record loads meanwhile.
+        # The settle count runs by itself (the wait for a signal's results).
         with m.If(settle != 0):
             m.d.sync += settle.eq(settle - 1)
         if self.settle_on_idle:
@@ -389,7 +398,8 @@ class Dispatcher(wiring.Component):
                 m.d.comb += frame.offset.eq(HEADER_BYTES + pos + skip + loaded + primed)
                 m.d.sync += primed.eq(1)
                 with m.If(primed):
-                    m.d.sync += [shreg.eq(Cat(shreg[8:], frame.data)), loaded.eq(loaded + 1)]
+                    m.d.comb += [shreg_shift.eq(1), shreg_in.eq(frame.data)]
+                    m.d.sync += loaded.eq(loaded + 1)
                     with m.If(loaded + 1 == load_n):
                         m.d.sync += primed.eq(0)
                         with m.Switch(cont):
@@ -400,8 +410,7 @@ class Dispatcher(wiring.Component):
                             with m.Case(_Cont.WRITE):
                                 m.next = "write_address"
                             with m.Case(_Cont.PUSH):
-                                m.d.sync += staged.eq(1)
-                                m.next = "next_item"
+                                m.next = "push_signal"
 
             # --- execution ---------------------------------------------------------------------
             with m.State("execute"):
@@ -434,15 +443,14 @@ class Dispatcher(wiring.Component):
                     with m.Else():
                         load(6, _Cont.WRITE)
                 with m.Elif(is_type[FrameType.PUSH_SIGNALS]):
-                    # Signal i's results go out before signal i + 1 is pushed (the contract's
-                    # order), but i + 1's record loads while i settles.
-                    with m.If(unreported & (settle == 0)):
-                        m.next = "results"
-                    with m.Elif(~staged & (item != items)):
+                    # Signal i's results go out before signal i + 1 is loaded (the contract's
+                    # order; a stale report is sent from the record itself).
+                    with m.If(unreported):
+                        with m.If(settle == 0):
+                            m.next = "results"
+                    with m.Elif(item != items):
                         load(SIGNAL_RECORD_BYTES, _Cont.PUSH)
-                    with m.Elif(staged & ~unreported):
-                        m.next = "push_signal"
-                    with m.Elif(~unreported):
+                    with m.Else():
                         m.next = "finish"
                 with m.Elif(is_type[FrameType.POP]):
                     with m.If(pops_left == 0):
@@ -486,7 +494,7 @@ class Dispatcher(wiring.Component):
                 m.d.comb += self.signals.valid.eq(1)
                 with m.If(self.signals.ready):
                     m.d.sync += [item.eq(item + 1), pos.eq(pos + SIGNAL_RECORD_BYTES),
-                                 settle.eq(self.settle_clocks), unreported.eq(1), staged.eq(0)]
+                                 settle.eq(self.settle_clocks), unreported.eq(1)]
                     m.next = "next_item"
 
             with m.State("pop_request"):

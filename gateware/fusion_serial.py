@@ -13,7 +13,7 @@ sums W_A, X and n over the winner's live votes, and :class:`ReciprocalDivider` c
 contract's reciprocal of W_A (:meth:`FusionParams.mask_table`) in :data:`RECIPROCAL_CLOCKS`.
 New weights therefore apply from the next signal on with no stall; ``refreshing`` is always 0.
 
-Schedule.  ``t`` counts the clocks after the edge that accepts a signal, starting at
+Schedule.  ``t`` counts the clocks after the edge that starts a signal, starting at
 ``_T_FIRST = 13`` so that the board slot read (and, but for rule 2, written) in every clock is
 ``t mod 16``; a register written "at t" holds the value from the next clock on.  Each board read
 goes through R (address), D (``d = ts - word.ts`` on one 65-bit subtractor, ``w*c >> 15`` and
@@ -56,16 +56,19 @@ vote board, the emission states and last_ts share one block RAM array (16 words 
 votes, the emission state, 7 unused, one of pair 0's holding last_ts), so rule 1 needs neither
 a 64-bit register nor a comparator of its own; the winner's X, W_A and n are summed in a second
 pass, so there is one X accumulator and no agreeing masks; the three multipliers are shared
-across the rules; the decision record is read straight from the engine's registers (nothing
-changes before the next signal, which is only accepted as the decision transfers), and its
-``seq`` is ``stats.decisions_out`` (every earlier decision has transferred by then); datapath
-registers are reset-less.
+across the rules; the signal is not copied but read from ``signals.payload``, which its source
+holds until the transfer, and the engine asserts ``signals.ready`` only once it is done with it;
+the decision record is read straight from the engine's registers and the held signal (nothing
+changes before the next signal starts), and its ``seq`` is ``stats.decisions_out`` (every
+earlier decision has transferred by then); datapath registers are reset-less.
 
-Timing: a signal is accepted every :data:`CLOCKS_PER_SIGNAL` clocks when ``decisions`` is ready
-(``signals.ready`` is low while a signal is processed, while a decision waits, while a
-parameter write is pending and while the board is cleared after a reset).  Its decision can
-transfer at most :data:`LATENCY_MAX` clocks after the edge that accepted it (exactly that many
-when ``decisions`` is ready); a stale report transfers :data:`STALE_LATENCY` clocks after it.
+Timing: a signal *starts* in the first clock it is valid while the engine is idle (not while a
+parameter set is pending or while the board is cleared after a reset), and *transfers* when the
+engine is done with it: in the clock its ``stale`` report is valid, :data:`STALE_LATENCY` clocks
+after the start; in the clock its decision transfers, :data:`LATENCY` clocks after the start
+when ``decisions`` is ready, later under backpressure; or, without a decision, :data:`LATENCY`
+clocks after the start.  Every result of a signal is out by its transfer, so a source that
+presents the next signal at once sees one every :data:`CLOCKS_PER_SIGNAL` clocks.
 
 Parameters, the re-initialization after a reset (the board, last_ts included, is cleared word
 by word) and the stats counters behave as in the pipeline.
@@ -102,7 +105,7 @@ from .fusion_params import (PARAM_BITS, RECIP_MANTISSA_BITS, WEIGHT_SUM_BITS, Fu
                             ParamReadSignature, array_index, config_const)
 from .layouts import SignalLayout
 
-__all__ = ["CLOCKS_PER_SIGNAL", "LATENCY_MAX", "STALE_LATENCY", "RECIPROCAL_CLOCKS",
+__all__ = ["CLOCKS_PER_SIGNAL", "LATENCY", "STALE_LATENCY", "RECIPROCAL_CLOCKS",
            "ReciprocalDivider", "SerialFusion"]
 
 #: Board words per pair: the source slots, the emission state, unused words (a power of two, so
@@ -144,7 +147,7 @@ _QUOTIENT_BITS = RECIP_MANTISSA_BITS
 #: Clocks from ``start`` to a valid ``mantissa`` (see :class:`ReciprocalDivider`).
 RECIPROCAL_CLOCKS = 1 + _NORM_CLOCKS + _QUOTIENT_BITS
 
-# --- the schedule (clock t after the accepting edge) -------------------------------------------
+# --- the schedule (clock t after the starting edge) --------------------------------------------
 # t starts at _T_FIRST, not 0: the board's read slot is then t's low bits in every clock that
 # reads (the last_ts word, pass 1, pass 2), and the write slot too except for rule 2.
 _T_FIRST = _LAST_TS_SLOT                            # read the last_ts word
@@ -167,13 +170,14 @@ _T_DONE = _T_MUL_PRIORITY + 2 + (_EMIT_SLOT - _T_MUL_PRIORITY - 2) % _ROW_WORDS
 assert _T_WINNER < _T_WRITE_LAST < _T_PASS2 and _T_WINNER + 2 <= _T_PASS2 + 2
 assert _T_DONE % _ROW_WORDS == _EMIT_SLOT and _T_WRITE_LAST % _ROW_WORDS == _LAST_TS_SLOT
 
-#: Clocks between two accepted signals when ``decisions`` is always ready.
-CLOCKS_PER_SIGNAL = _T_DONE - _T_FIRST + 2
-#: Most clock edges from accepting a signal to the edge that transfers its decision (with
-#: ``decisions.ready`` high): the decision register loads at the end of t = _T_DONE.
-LATENCY_MAX = _T_DONE - _T_FIRST + 2
-#: Clock edges from accepting a stale signal to the edge that transfers its ``stale`` report.
+#: Clocks from a signal's start to its transfer (and its decision's, if any) when ``decisions``
+#: is ready: the decision register loads at the end of t = _T_DONE.
+LATENCY = _T_DONE - _T_FIRST + 2
+#: Clocks from a stale signal's start to its transfer, with its ``stale`` report.
 STALE_LATENCY = _T_WRITE_VOTE - _T_FIRST + 1
+#: Clocks between the starts of two signals presented back to back, ``decisions`` always ready:
+#: the next starts in the clock after the transfer.
+CLOCKS_PER_SIGNAL = LATENCY + 1
 
 
 class ReciprocalDivider(wiring.Component):
@@ -256,7 +260,8 @@ class SerialFusion(wiring.Component):
         two 8:1 multiplexers (~210 LUT4) and lets the register file keep the arrays out of
         flip-flops.  The same rules as ``config_held`` apply to the memory's contents.
 
-    Ports as :class:`~sigfuse.gateware.fusion.FusionPipeline`'s: ``signals``, ``decisions``
+    Ports as :class:`~sigfuse.gateware.fusion.FusionPipeline`'s: ``signals`` (read while the
+    source holds it; it transfers when the engine is done with it), ``decisions``
     (with backpressure), ``stale`` (no backpressure), ``config`` (accepted while no signal is
     being processed), ``params``, ``refreshing`` (always 0: there is no table to refresh),
     ``stats``.
@@ -303,11 +308,13 @@ class SerialFusion(wiring.Component):
         # --- state -------------------------------------------------------------------------
         # Datapath registers are reset-less: each is loaded or cleared by the schedule before
         # it is read, and a reset costs a LUT per distinct enable and crowds placement.
-        busy = Signal()
+        busy = Signal()         # the schedule runs (t counts)
+        finished = Signal()     # done with the signal: it transfers with its decision, if any
         t = Signal(range(_T_DONE + 1), reset_less=True)
-        # Reset, unlike the rest of the datapath: the board is cleared from it after a reset
-        # (ts_us = 0 is the power-on last_ts).
-        sig = Signal(SignalLayout)
+        # The signal is read where its source holds it (stream rules: the payload is stable
+        # until the transfer, which comes only once the engine is done with it).  A copy would
+        # cost 108 flip-flops, each an iCE40 logic cell of its own.
+        sig = self.signals.payload
         stale = Signal(reset_less=True)
 
         # Scan pipeline: slot read (R), difference and products (D), sums (C).
@@ -357,21 +364,26 @@ class SerialFusion(wiring.Component):
         # --- flow control ------------------------------------------------------------------
         # New weights apply from the next signal on with no stall: every weight-dependent
         # value is computed per signal from the registers in force.
-        idle = ~busy & ~reinit
+        # A signal starts in the first clock it is valid while the engine is idle, and
+        # transfers when the engine is done with it: with its stale report, with its decision's
+        # transfer, or (no decision) in the clock the decision would have been valid in.
+        idle = ~busy & ~finished & ~reinit
+        start = self.signals.valid & idle & ~self.config.valid
+        done = Signal()
         m.d.comb += [
-            self.signals.ready.eq(idle & ~self.config.valid &
-                                  (~dec_valid | self.decisions.ready)),
+            self.signals.ready.eq(done),
             self.config.ready.eq(idle),
         ]
-        accept = self.signals.valid & self.signals.ready
         if not self.config_held:
             with m.If(self.config.valid & self.config.ready):
                 m.d.sync += params.eq(self.config.payload)
 
-        with m.If(accept):
-            m.d.sync += [busy.eq(1), t.eq(_T_FIRST), sig.eq(self.signals.payload)]
+        with m.If(start):
+            m.d.sync += [busy.eq(1), t.eq(_T_FIRST)]
         with m.Elif(busy):
             m.d.sync += t.eq(t + 1)
+        with m.If(done):
+            m.d.sync += finished.eq(0)
 
         def at(step):
             return busy & (t == step)
@@ -394,7 +406,9 @@ class SerialFusion(wiring.Component):
         write_emit = at(_T_DONE) & (emit | reset_side)
         board_word = Signal(VoteLayout)
         m.d.comb += [
-            board_word.valid.eq(~clearing & (write_vote | emit)),
+            # last_ts's word is valid once written: rule 1 ignores an invalid one (the board is
+            # cleared to that, and a cleared last_ts is the power-on 0).
+            board_word.valid.eq(~clearing & (write_vote | emit | write_last)),
             board_word.ts_us.eq(sig.ts_us),
             board_word.side.eq(Mux(write_vote, sig.side, side_star)),
             board_word.confidence.eq(sig.confidence),
@@ -423,7 +437,7 @@ class SerialFusion(wiring.Component):
         # ``ts - vote.ts`` (never negative: every time on the board is at most last_ts <= ts).
         difference = Cat(sig.ts_us, 0) - vote_in.ts_us
         m.d.sync += [
-            stale.eq(difference[-1]),
+            stale.eq(difference[-1] & vote_in.valid),
             d_valid.eq(vote_in.valid),
             d_side.eq(vote_in.side),
             age.eq(difference[:TS_BITS]),
@@ -434,6 +448,8 @@ class SerialFusion(wiring.Component):
 
         # --- t = _T_WRITE_VOTE: rule 1 report ------------------------------------------------
         m.d.comb += [self.stale.valid.eq(at(_T_WRITE_VOTE) & stale), self.stale.payload.eq(sig)]
+        with m.If(at(_T_WRITE_VOTE) & stale):
+            m.d.comb += done.eq(1)
         with m.If(at(_T_WRITE_VOTE)):
             m.d.sync += [buy.eq(0), sell.eq(0)]
             with m.If(stale):
@@ -529,14 +545,16 @@ class SerialFusion(wiring.Component):
             emit.eq(~reset_side & quality & edge_positive & ~cooling),
         ]
         with m.If(at(_T_DONE)):
-            m.d.sync += [busy.eq(0), dec_valid.eq(emit)]
+            m.d.sync += [busy.eq(0), finished.eq(1), dec_valid.eq(emit)]
         with m.Elif(self.decisions.ready):
             m.d.sync += dec_valid.eq(0)
-        # The decision is read straight from the engine's registers: none of them changes
-        # before the next accepted signal, and a signal is only accepted when the decision
-        # transfers in the same clock.  For the same reason every earlier decision has
-        # transferred by now, so ``seq`` (decisions emitted before) is ``decisions_out``.  The
-        # product register keeps confidence*edge: the multiplier's operands stay put too.
+        with m.If(finished & (~dec_valid | self.decisions.ready)):
+            m.d.comb += done.eq(1)
+        # The decision is read straight from the engine's registers and the held signal: none
+        # of them changes before the next signal starts, after this one has transferred, with
+        # the decision.  For the same reason every earlier decision has transferred by now, so
+        # ``seq`` (decisions emitted before) is ``decisions_out``.  The product register keeps
+        # confidence*edge: the multiplier's operands stay put too.
         priority = product >> (CONF_FRAC_BITS - PRIORITY_FRAC_BITS)
         decision = self.decisions.payload
         m.d.comb += [
@@ -552,7 +570,7 @@ class SerialFusion(wiring.Component):
 
         stats = self.stats
         m.d.sync += [
-            stats.signals_in.eq(stats.signals_in + accept),
+            stats.signals_in.eq(stats.signals_in + done),
             stats.stale_drops.eq(stats.stale_drops + self.stale.valid),
             stats.decisions_out.eq(stats.decisions_out +
                                    (self.decisions.valid & self.decisions.ready)),
