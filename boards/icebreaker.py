@@ -2,8 +2,8 @@
 
 * ``sync`` runs at 21 MHz from the PLL: 3 Mbaud -- the FT2232H's fastest rate the host
   drivers offer without fractional dividers -- is then exactly 7 clocks per bit.  The product
-  core fills 96 % of the UP5K's logic cells and closes timing at ~24 MHz; 21 MHz is the
-  fastest exact divisor of 3 Mbaud below that with a margin (docs/boards.md).
+  core fills ~91 % of the UP5K's logic cells and places and routes at ~25 MHz; 21 MHz is the
+  fastest multiple of 3 Mbaud below that with a margin (docs/boards.md).
 * UART: the ``uart`` resource of ``amaranth-boards`` (pins 6/9, FT2232H channel B).
 * LEDs: green (``led_g``) is the heartbeat, red (``led_r``) the link-error blink.
 * Flashing: ``sigfuse flash`` drives channel A (see :mod:`sigfuse.flash`).
