@@ -2,7 +2,7 @@
 
 :class:`~sigfuse.gateware.fusion.FusionPipeline` takes one signal per clock and needs 8,214
 LUT4, 36 SB_MAC16 and 60 SB_RAM40_4K for 16 pairs; the UP5K has 5,280 / 8 / 30.  On the board
-the UART delivers a signal every ~800 clocks, so this engine spends a fixed
+the UART delivers a signal every ~980 clocks (21 MHz), so this engine spends a fixed
 :data:`CLOCKS_PER_SIGNAL` clocks on each one: it reads one board word per clock, and every
 multiplication of the rules goes through one of three multipliers, one at a time.  Same ports as
 the pipeline, so the product core can take either.
