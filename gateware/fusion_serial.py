@@ -79,9 +79,10 @@ the engine in a registered-pin harness, since this nextpnr-ice40 has no out-of-c
 
     .venv/bin/python -c "from sigfuse.gateware.fusion_serial import measure; print(measure(16))"
 
-    SB_LUT4 1507 (of which ReciprocalDivider 96), SB_CARRY 562, SB_DFF* 1008,
-    SB_MAC16 5, SB_RAM40_4K 7; Fmax 31.5 MHz (critical path: a params register into the
-    32-bit TTL comparator's carry chain)
+    SB_LUT4 1508 (of which ReciprocalDivider 96), SB_CARRY 562, SB_DFF* 901,
+    SB_MAC16 5, SB_RAM40_4K 7; Fmax 30.0 MHz (Yosys 0.69, 2026-11-24; before the engine read
+    the held signal instead of a copy: 1,008 flip-flops, 31.5 MHz, the critical path a params
+    register into the 32-bit TTL comparator's carry chain)
 
 Where the LUT4 go (by removing one part at a time): 8:1 weight multiplexer ~108, 8:1 boost
 multiplexer ~100, the three 32-bit stats counters ~85, the 20x18 multiplier's partial-product
