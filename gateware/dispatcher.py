@@ -41,8 +41,8 @@ Port contract (what the board top connects; all in the sync domain)
 
 Results are captured whenever they arrive, one register per source (decision, drop; a stale
 report is sent from the signal's record); the serialization above guarantees that each holds
-at most one pending result.  A popped
-record stays on ``popped`` (ready low) until it has been sent.
+at most one pending result.  A popped record stays on ``popped`` (ready low) until it has been
+sent.
 
 The register port (``bus``) goes to :class:`~.regfile.RegisterFile`, ``tx`` to the
 :class:`~.framing.Framer`, and ``events`` to the stats counters.
