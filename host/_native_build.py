@@ -153,6 +153,10 @@ ffibuilder = make_ffibuilder()
 
 if __name__ == "__main__":
     import os
+    from importlib.machinery import EXTENSION_SUFFIXES
     os.chdir(ROOT)
-    # Writes host/_linkcodec.*.so (the package folder of the editable install).
-    make_ffibuilder(ROOT).compile(tmpdir=str(ROOT / "build" / "cffi"), target=str(ROOT / "host" / "_linkcodec.*"), verbose=True)
+    # Writes host/_linkcodec.cpython-3XX-....so (the package folder of the editable install)
+    # under the name the import looks for first: cffi's "_linkcodec.*" would give a plain
+    # .so, which an install's tagged one shadows.
+    target = ROOT / "host" / ("_linkcodec" + EXTENSION_SUFFIXES[0])
+    make_ffibuilder(ROOT).compile(tmpdir=str(ROOT / "build" / "cffi"), target=str(target), verbose=True)
