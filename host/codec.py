@@ -96,6 +96,20 @@ def _bytes(data) -> bytes:
     return data if type(data) is bytes else bytes(data)
 
 
+def _check_columns(types: bytes, seqs: bytes, lengths) -> None:
+    if not len(types) == len(seqs) == len(lengths):
+        raise ValueError("types, seqs and lengths differ in length")
+
+
+def _check_lengths(lengths, bodies: bytes) -> None:
+    """encode_packed's column checks, in the order both codecs apply them."""
+    if sum(lengths) != len(bodies):
+        raise ValueError(f"bodies hold {len(bodies)} bytes, lengths say {sum(lengths)}")
+    for n in lengths:
+        if n > p.MAX_BODY:
+            raise ValueError(f"body of {n} bytes exceeds {p.MAX_BODY}")
+
+
 def _new_frame(type_: int, seq: int, body: bytes) -> Frame:
     # Frame's checks hold by construction here (bytes, body <= MAX_BODY); skipping
     # __init__/__post_init__ halves the cost of a frame object.
@@ -330,12 +344,12 @@ class _PythonCodec:
 
     @staticmethod
     def encode_packed(types: bytes, seqs: bytes, lengths, bodies: bytes) -> bytes:
+        _check_columns(types, seqs, lengths)
+        _check_lengths(lengths, bodies)
         out, start = [], 0
-        for t, s, n in zip(types, seqs, lengths, strict=True):
+        for t, s, n in zip(types, seqs, lengths):
             out.append(p.encode_frame(t, s, bodies[start:start + n]))
             start += n
-        if start != len(bodies):
-            raise ValueError(f"bodies hold {len(bodies)} bytes, lengths say {start}")
         return b"".join(out)
 
     @staticmethod
@@ -402,26 +416,34 @@ class _NativeCodec:
             return b""
         ffi, lib = _native.ffi, _native.lib
         out = _out_buffer(n * (p.MAX_ENCODED + 1))
-        written = lib.sf_encode_frames(n, bytes(types), bytes(seqs), b"".join(bodies),
+        joined = b"".join(bodies)
+        written = lib.sf_encode_frames(n, bytes(types), bytes(seqs), joined, len(joined),
                                        ffi.from_buffer("uint16_t[]", lens), out)
         return ffi.unpack(out, written)
 
     @staticmethod
     def encode_packed(types: bytes, seqs: bytes, lengths, bodies: bytes) -> bytes:
         ffi, lib = _native.ffi, _native.lib
-        lengths = lengths if isinstance(lengths, array) and lengths.typecode == "H" else array("H", lengths)
+        if not (isinstance(lengths, array) and lengths.typecode == "H"):
+            try:
+                lengths = array("H", lengths)
+            except OverflowError:  # a length past 65535: the Python checks say which
+                _check_columns(types, seqs, lengths)
+                _check_lengths(lengths, bodies)
+                raise
         n = len(types)
-        if len(seqs) != n or len(lengths) != n:
-            raise ValueError("types, seqs and lengths differ in length")
-        if sum(lengths) != len(bodies):
-            raise ValueError(f"bodies hold {len(bodies)} bytes, lengths say {sum(lengths)}")
-        if n and max(lengths) > p.MAX_BODY:
-            raise ValueError(f"a body exceeds {p.MAX_BODY} bytes")
+        _check_columns(types, seqs, lengths)
+        bodies = _bytes(bodies)
         if not n:
+            _check_lengths(lengths, bodies)
             return b""
         out = _out_buffer(n * (p.MAX_ENCODED + 1))
-        written = lib.sf_encode_frames(n, _bytes(types), _bytes(seqs), _bytes(bodies),
+        # The C wrapper checks the lengths (sum, then maximum) in one pass of its own; the
+        # errors are _check_lengths's.
+        written = lib.sf_encode_frames(n, _bytes(types), _bytes(seqs), bodies, len(bodies),
                                        ffi.from_buffer("uint16_t[]", lengths), out)
+        if written in (lib.SF_BODIES_MISMATCH, lib.SF_BODY_TOO_LONG):
+            _check_lengths(lengths, bodies)
         return ffi.unpack(out, written)
 
     def decode_frame(self, segment: bytes) -> Frame:

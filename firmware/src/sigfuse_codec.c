@@ -8,6 +8,13 @@
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
+/* Carry-less multiplication for the CRC on x86-64 with GCC or Clang: compiled for the
+ * PCLMULQDQ (and SSSE3's byte shuffle) by a target attribute, used when the CPU has them. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(SIGFUSE_NO_CLMUL)
+#define SIGFUSE_CRC_CLMUL 1
+#include <tmmintrin.h>
+#include <wmmintrin.h>
+#endif
 
 int sigfuse_codec_api(void) { return SIGFUSE_CODEC_API; }
 
@@ -564,7 +571,90 @@ static const uint16_t crc_table[16][256] = {
     },
 };
 
+static uint16_t crc16_table(uint16_t crc, const uint8_t *data, size_t len);
+
+#ifdef SIGFUSE_CRC_CLMUL
+/* Folding (the method of Intel's "Fast CRC Computation Using PCLMULQDQ"): 16 bytes are a
+ * polynomial of degree < 128, first byte highest.  Since only the remainder modulo P counts,
+ * a block X followed by e bits is X * x^e = X_hi * x^(e+64) + X_lo * x^e, and each product
+ * may take the 16-bit x^k mod P for x^k: two carry-less multiplies fold a block into the next
+ * one.  Four blocks are folded side by side (the multiplies' latency overlaps), then into one,
+ * whose CRC the tables take.  The constants are x^k mod P for P = 0x11021. */
+#define CRC_X128 0xaefcu
+#define CRC_X192 0x650bu
+#define CRC_X256 0x8e29u
+#define CRC_X320 0x26aau
+#define CRC_X384 0xcde2u
+#define CRC_X448 0x2535u
+#define CRC_X512 0x13fcu
+#define CRC_X576 0x8832u
+
+/* 16 bytes as a polynomial: reversed, so that the first byte is the highest. */
+__attribute__((target("pclmul,ssse3")))
+static __m128i crc_block(const uint8_t *data)
+{
+    const __m128i reverse = _mm_setr_epi8(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    return _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)data), reverse);
+}
+
+/* block * x^e mod P, of degree < 80, for constants = (x^(e+64) mod P, x^e mod P). */
+__attribute__((target("pclmul,ssse3")))
+static __m128i crc_fold(__m128i block, __m128i constants)
+{
+    return _mm_xor_si128(_mm_clmulepi64_si128(block, constants, 0x11),
+                         _mm_clmulepi64_si128(block, constants, 0x00));
+}
+
+/* len >= 16.  The running CRC goes into the first two bytes: an MSB-first register holding R
+ * is the same as R added to the next 16 bits of data. */
+__attribute__((target("pclmul,ssse3")))
+static uint16_t crc16_clmul(uint16_t crc, const uint8_t *data, size_t len)
+{
+    const __m128i by128 = _mm_set_epi64x(CRC_X192, CRC_X128);
+    const __m128i reverse = _mm_setr_epi8(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    const __m128i running = _mm_set_epi64x((long long)((uint64_t)crc << 48), 0);
+    size_t blocks = len / 16, i;
+    uint8_t folded[16];
+    __m128i x;
+    if (blocks >= 8) {
+        const __m128i by512 = _mm_set_epi64x(CRC_X576, CRC_X512);
+        __m128i x0 = _mm_xor_si128(crc_block(data), running), x1 = crc_block(data + 16), x2 = crc_block(data + 32),
+                x3 = crc_block(data + 48);
+        for (i = 4; i + 4 <= blocks; i += 4) {
+            x0 = _mm_xor_si128(crc_fold(x0, by512), crc_block(data + 16 * i));
+            x1 = _mm_xor_si128(crc_fold(x1, by512), crc_block(data + 16 * i + 16));
+            x2 = _mm_xor_si128(crc_fold(x2, by512), crc_block(data + 16 * i + 32));
+            x3 = _mm_xor_si128(crc_fold(x3, by512), crc_block(data + 16 * i + 48));
+        }
+        x = _mm_xor_si128(_mm_xor_si128(crc_fold(x0, _mm_set_epi64x(CRC_X448, CRC_X384)),
+                                        crc_fold(x1, _mm_set_epi64x(CRC_X320, CRC_X256))),
+                          _mm_xor_si128(crc_fold(x2, by128), x3));
+    } else {
+        x = _mm_xor_si128(crc_block(data), running);
+        i = 1;
+    }
+    for (; i < blocks; i++)
+        x = _mm_xor_si128(crc_fold(x, by128), crc_block(data + 16 * i));
+    /* x is congruent to everything so far: its 16 bytes, first byte highest, through the
+     * tables from 0, then the bytes after the last whole block. */
+    _mm_storeu_si128((__m128i *)folded, _mm_shuffle_epi8(x, reverse));
+    crc = crc16_table(0, folded, 16);
+    return crc16_table(crc, data + 16 * blocks, len % 16);
+}
+#endif
+
 uint16_t sigfuse_crc16_update(uint16_t crc, const uint8_t *data, size_t len)
+{
+#ifdef SIGFUSE_CRC_CLMUL
+    /* Below three blocks the tables are faster (measured: 5.5 against 14 ns at 16 bytes, even
+     * at 48, 16 against 12 ns at 64). */
+    if (len >= 48 && __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("ssse3"))
+        return crc16_clmul(crc, data, len);
+#endif
+    return crc16_table(crc, data, len);
+}
+
+static uint16_t crc16_table(uint16_t crc, const uint8_t *data, size_t len)
 {
     /* MSB first: the 16-bit register lines up with the first two bytes of each step. */
     while (len >= 16) {

@@ -396,6 +396,7 @@ def test_c_cobs_is_the_cobs_package(data):
 def test_c_cobs_and_crc_at_every_frame_length():
     """Every length a frame's COBS can have (0..254, the C codec's 16-byte vector path and its
     partial last chunk), at zero densities from none to all: the C encoder, decoder and CRC
+    (tables below 48 bytes, carry-less folding from 48, four blocks side by side from 128)
     agree with the cobs package and binascii.  (Hypothesis draws lengths; this visits each.)"""
     from sigfuse._linkcodec import ffi, lib
     rng = random.Random(254)
@@ -410,3 +411,21 @@ def test_c_cobs_and_crc_at_every_frame_length():
             assert lib.sigfuse_cobs_decode(encoded, n, back) == length
             assert bytes(ffi.buffer(back, length)) == data
             assert lib.sigfuse_crc16(data, length) == p.crc16(data), (length, zeros)
+            cut = rng.randrange(length + 1)  # a running CRC carried on (the folding path too)
+            head = lib.sigfuse_crc16(data[:cut], cut)
+            assert lib.sigfuse_crc16_update(head, data[cut:], length - cut) == p.crc16(data), (length, cut)
+
+
+@needs_native
+@pytest.mark.parametrize("lengths, bodies, message", [
+    ([3, 4], bytes(6), "bodies hold 6 bytes, lengths say 7"),       # the C must not read past
+    ([3, 4], bytes(8), "bodies hold 8 bytes, lengths say 7"),
+    ([], b"x", "bodies hold 1 bytes, lengths say 0"),
+    ([251, 1], bytes(252), f"body of 251 bytes exceeds {p.MAX_BODY}"),
+    ([0, 70000], bytes(70000), f"body of 70000 bytes exceeds {p.MAX_BODY}"),
+    ([2], bytes(2), "types, seqs and lengths differ in length"),   # three types, one length
+])
+def test_encode_packed_rejects_bad_columns_alike(lengths, bodies, message):
+    types = bytes(3) if len(lengths) == 1 else bytes(len(lengths))
+    got = _both(lambda: codec.encode_packed(types, types, lengths, bodies))
+    assert got == {"python": ("raises", "ValueError", message), "native": ("raises", "ValueError", message)}
