@@ -99,6 +99,7 @@ size_t sf_feed_batch(struct sigfuse_deframer *d, const char *data, size_t len,
 size_t sf_encode_frames(size_t n, const char *types, const char *seqs, const char *bodies,
                         size_t bodies_len, const uint16_t *body_lens, char *out);
 uint16_t sf_crc16(const char *data, size_t len);
+size_t sf_count_delimiters(const char *data, size_t len);
 size_t sf_feed_columns(struct sigfuse_deframer *d, const char *data, size_t len,
                        struct sigfuse_event *events, size_t max_events, char *bodies, size_t *consumed,
                        char *verdicts, char *types, char *seqs, uint32_t *offsets, uint16_t *lengths);
@@ -136,6 +137,24 @@ static size_t sf_encode_frames(size_t n, const char *types, const char *seqs, co
 }
 static uint16_t sf_crc16(const char *data, size_t len)
 { return sigfuse_crc16((const uint8_t *)data, len); }
+/* The zero bytes of data: a bound of the verdicts a feed can give, to size its buffers.
+   (bytes.count(0) took a quarter of the time of batch-decoding full frames.) */
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+static size_t sf_count_delimiters(const char *data, size_t len)
+{
+    size_t i = 0, count = 0;
+#if defined(__SSE2__) && defined(__GNUC__)
+    for (; i + 16 <= len; i += 16) {
+        __m128i bytes = _mm_loadu_si128((const __m128i *)(data + i));
+        count += (size_t)__builtin_popcount((unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(bytes, _mm_setzero_si128())));
+    }
+#endif
+    for (; i < len; i++)
+        count += data[i] == 0;
+    return count;
+}
 /* Batch decode into columns (one bytes object or array per field): Python then needs a
    constant number of calls per buffer, not a few per frame. */
 static size_t sf_feed_columns(struct sigfuse_deframer *d, const char *data, size_t len,

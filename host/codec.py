@@ -188,9 +188,9 @@ class _NativeDeframer:
                 "frames_truncated": d.frames_truncated}
 
     def _buffers(self, data: bytes) -> None:
-        # Every verdict ends at a delimiter, so data.count(0) bounds the events; a body may
+        # Every verdict ends at a delimiter, so the zero bytes bound the events; a body may
         # have begun in an earlier feed, hence MAX_ENCODED more bytes.
-        events, size = max(data.count(0), 1), len(data) + p.MAX_ENCODED
+        events, size = max(_native.lib.sf_count_delimiters(data, len(data)), 1), len(data) + p.MAX_ENCODED
         if events > self._max_events:
             self._max_events = max(events, 64)
             self._events = _native_alloc("struct sigfuse_event[]", self._max_events)

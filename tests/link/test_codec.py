@@ -429,3 +429,18 @@ def test_encode_packed_rejects_bad_columns_alike(lengths, bodies, message):
     types = bytes(3) if len(lengths) == 1 else bytes(len(lengths))
     got = _both(lambda: codec.encode_packed(types, types, lengths, bodies))
     assert got == {"python": ("raises", "ValueError", message), "native": ("raises", "ValueError", message)}
+
+
+@needs_native
+@FAST
+@given(st.binary(max_size=100), st.integers(0, 40), st.integers(0, 300))
+def test_native_deframer_counts_delimiters_exactly(chunk, repeat, zeros):
+    """The native Deframer sizes its event buffers by the zero bytes of the input (its C
+    count, 16 bytes a step, must be exact), and decodes inputs with more events than its
+    least buffer (64) as the Python one does."""
+    from sigfuse._linkcodec import lib
+    data = chunk * repeat + bytes(zeros)
+    assert lib.sf_count_delimiters(data, len(data)) == data.count(0)
+    many = b"\x01\x00" * (64 + zeros)  # truncated frames, one verdict each
+    got = _both(lambda: _batch_view(codec.decode_batch(many)))
+    assert got["native"] == got["python"]
