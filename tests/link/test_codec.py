@@ -444,3 +444,35 @@ def test_native_deframer_counts_delimiters_exactly(chunk, repeat, zeros):
     many = b"\x01\x00" * (64 + zeros)  # truncated frames, one verdict each
     got = _both(lambda: _batch_view(codec.decode_batch(many)))
     assert got["native"] == got["python"]
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler")
+@pytest.mark.parametrize("paths, flags", [
+    ("vector", []),
+    # Forced off: what a compiler without SSE2 (or a CPU without PCLMULQDQ) runs.
+    ("portable", ["-U__SSE2__", "-DSIGFUSE_NO_CLMUL"]),
+], ids=["vector", "portable"])
+def test_c_cobs_and_crc_paths_on_this_machine(tmp_path, paths, flags):
+    """The C COBS encoder and CRC built with their vector paths and with the portable
+    fallbacks (the 8-byte zero mask, the slicing-by-16 tables): both give the cobs package's
+    encoding and binascii's CRC at every frame length and beyond (to 600 bytes)."""
+    exe = tmp_path / f"cobs_crc_{paths}"
+    build = subprocess.run(["cc", "-std=c99", "-O2", *flags, "-I", str(ROOT / "firmware" / "include"),
+                            str(Path(__file__).parent / "c" / "cobs_crc_filter.c"),
+                            str(ROOT / "firmware" / "src" / "sigfuse_codec.c"), "-o", str(exe)],
+                           capture_output=True, text=True, timeout=120)
+    assert build.returncode == 0, build.stderr
+    rng = random.Random(600)
+    inputs = [bytes(0 if rng.random() < zeros else rng.randrange(1, 256) for _ in range(length))
+              for length in range(601) for zeros in (0.0, 0.2, 0.6, 1.0)]
+    run = subprocess.run([str(exe)], input=b"".join(len(d).to_bytes(2, "little") + d for d in inputs),
+                         capture_output=True, timeout=120)
+    assert run.returncode == 0
+    out, at = run.stdout, 0
+    for data in inputs:
+        n = int.from_bytes(out[at:at + 2], "little")
+        encoded, crc, decoded = (out[at + 2:at + 2 + n], int.from_bytes(out[at + 2 + n:at + 4 + n], "little"),
+                                 int.from_bytes(out[at + 4 + n:at + 6 + n], "little"))
+        at += 6 + n
+        assert (encoded, crc, decoded) == (cobs.encode(data), p.crc16(data), len(data)), len(data)
+    assert at == len(out)
