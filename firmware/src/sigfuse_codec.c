@@ -589,12 +589,18 @@ static uint16_t crc16_table(uint16_t crc, const uint8_t *data, size_t len);
 #define CRC_X512 0x13fcu
 #define CRC_X576 0x8832u
 
-/* 16 bytes as a polynomial: reversed, so that the first byte is the highest. */
+/* The byte order of a block reversed: the first byte becomes the highest. */
+__attribute__((target("pclmul,ssse3")))
+static __m128i crc_reversed(__m128i bytes)
+{
+    return _mm_shuffle_epi8(bytes, _mm_setr_epi8(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0));
+}
+
+/* 16 bytes as a polynomial. */
 __attribute__((target("pclmul,ssse3")))
 static __m128i crc_block(const uint8_t *data)
 {
-    const __m128i reverse = _mm_setr_epi8(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-    return _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)data), reverse);
+    return crc_reversed(_mm_loadu_si128((const __m128i *)data));
 }
 
 /* block * x^e mod P, of degree < 80, for constants = (x^(e+64) mod P, x^e mod P). */
@@ -611,7 +617,6 @@ __attribute__((target("pclmul,ssse3")))
 static uint16_t crc16_clmul(uint16_t crc, const uint8_t *data, size_t len)
 {
     const __m128i by128 = _mm_set_epi64x(CRC_X192, CRC_X128);
-    const __m128i reverse = _mm_setr_epi8(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
     const __m128i running = _mm_set_epi64x((long long)((uint64_t)crc << 48), 0);
     size_t blocks = len / 16, i;
     uint8_t folded[16];
@@ -637,7 +642,7 @@ static uint16_t crc16_clmul(uint16_t crc, const uint8_t *data, size_t len)
         x = _mm_xor_si128(crc_fold(x, by128), crc_block(data + 16 * i));
     /* x is congruent to everything so far: its 16 bytes, first byte highest, through the
      * tables from 0, then the bytes after the last whole block. */
-    _mm_storeu_si128((__m128i *)folded, _mm_shuffle_epi8(x, reverse));
+    _mm_storeu_si128((__m128i *)folded, crc_reversed(x));
     crc = crc16_table(0, folded, 16);
     return crc16_table(crc, data + 16 * blocks, len % 16);
 }
@@ -699,10 +704,9 @@ uint16_t sigfuse_crc16(const uint8_t *data, size_t len)
 static size_t cobs_encode_short(const uint8_t *in, size_t len, uint8_t *out)
 {
     const __m128i lanes = _mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    const __m128i zero = _mm_setzero_si128();
-    const __m128i top1 = _mm_slli_si128(_mm_set1_epi8(-1), 15), top2 = _mm_slli_si128(_mm_set1_epi8(-1), 14);
-    const __m128i top4 = _mm_slli_si128(_mm_set1_epi8(-1), 12), top8 = _mm_slli_si128(_mm_set1_epi8(-1), 8);
-    const __m128i ones = _mm_set1_epi8(-1);
+    const __m128i zero = _mm_setzero_si128(), ones = _mm_set1_epi8(-1);
+    const __m128i top1 = _mm_slli_si128(ones, 15), top2 = _mm_slli_si128(ones, 14);
+    const __m128i top4 = _mm_slli_si128(ones, 12), top8 = _mm_slli_si128(ones, 8);
     unsigned carry = (unsigned)len + 1;  /* the next zero place after the chunk */
     size_t base = len & ~(size_t)15;
     if (base == len && len)
