@@ -1,6 +1,7 @@
 """Link codec: frames/s encoded and decoded, native (C via cffi) against pure Python.
 
     .venv/bin/python benchmarks/codec.py [--frames 20000] [--repeats 5] [--json benchmarks/results/codec.json]
+    .venv/bin/python benchmarks/codec.py --c-steps [--frames 2000]   # the C alone, step by step
 
 Workloads (generated from the seed before any clock runs):
 
@@ -133,6 +134,26 @@ def measure(frames: list[p.Frame], repeats: int) -> dict[str, dict]:
     return out
 
 
+def c_steps(frames: list[p.Frame], repeats: int) -> dict[str, float]:
+    """ns per frame of each step of the C codec alone (``codec_steps.c``, built with ``cc -O2``
+    against ``firmware/src/sigfuse_codec.c``), best of ``repeats`` rounds over ``frames``."""
+    import shutil
+    import tempfile
+    compiler = shutil.which("cc")
+    if compiler is None:
+        raise SystemExit("--c-steps needs a C compiler (cc)")
+    with tempfile.TemporaryDirectory(prefix="codec-steps-") as tmp:
+        exe, data = Path(tmp) / "codec_steps", Path(tmp) / "frames.bin"
+        subprocess.run([compiler, "-std=c99", "-O2", "-D_POSIX_C_SOURCE=199309L",
+                        "-I", str(ROOT / "firmware" / "include"), str(ROOT / "benchmarks" / "codec_steps.c"),
+                        str(ROOT / "firmware" / "src" / "sigfuse_codec.c"), "-o", str(exe)], check=True)
+        data.write_bytes(b"".join(len(f.body).to_bytes(2, "little") + bytes((f.type, f.seq)) + f.body
+                                  for f in frames))
+        out = subprocess.run([str(exe), str(data), str(repeats)], capture_output=True, text=True,
+                             check=True).stdout
+    return {name: float(ns) for name, ns in (line.split() for line in out.splitlines())}
+
+
 def _git_commit() -> str | None:
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
@@ -147,9 +168,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", metavar="FILE")
+    parser.add_argument("--c-steps", action="store_true",
+                        help="time the C codec's steps alone on the full-frame workload instead "
+                             "(best of 10 x --repeats rounds)")
     args = parser.parse_args(argv)
 
     loads = workloads(args.frames, args.seed)
+    if args.c_steps:
+        steps = c_steps(loads["full"], 10 * args.repeats)
+        print("| step, one full frame | ns |\n|---|--:|")
+        for name, ns in steps.items():
+            print(f"| {name} | {ns:.1f} |")
+        if args.json:
+            Path(args.json).write_text(json.dumps({
+                "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "command": " ".join(["benchmarks/codec.py", *(argv if argv is not None else sys.argv[1:])]),
+                "frames": args.frames, "git_commit": _git_commit(), "ns_per_frame": steps}, indent=1) + "\n")
+        return 0
     gc.freeze()
     results = {name: measure(frames, args.repeats) for name, frames in loads.items()}
 
