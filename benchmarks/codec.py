@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/codec.py [--frames 20000] [--repeats 5] [--json benchmarks/results/codec.json]
     .venv/bin/python benchmarks/codec.py --c-steps [--frames 2000]   # the C alone, step by step
+    .venv/bin/python benchmarks/codec.py --c-steps --portable          # ... its fallbacks forced
 
 Workloads (generated from the seed before any clock runs):
 
@@ -134,9 +135,10 @@ def measure(frames: list[p.Frame], repeats: int) -> dict[str, dict]:
     return out
 
 
-def c_steps(frames: list[p.Frame], repeats: int) -> dict[str, float]:
+def c_steps(frames: list[p.Frame], repeats: int, portable: bool = False) -> dict[str, float]:
     """ns per frame of each step of the C codec alone (``codec_steps.c``, built with ``cc -O2``
-    against ``firmware/src/sigfuse_codec.c``), best of ``repeats`` rounds over ``frames``."""
+    against ``firmware/src/sigfuse_codec.c``), best of ``repeats`` rounds over ``frames``.
+    ``portable`` forces the fallbacks of a compiler without SSE2 or a CPU without PCLMULQDQ."""
     import shutil
     import tempfile
     compiler = shutil.which("cc")
@@ -144,7 +146,8 @@ def c_steps(frames: list[p.Frame], repeats: int) -> dict[str, float]:
         raise SystemExit("--c-steps needs a C compiler (cc)")
     with tempfile.TemporaryDirectory(prefix="codec-steps-") as tmp:
         exe, data = Path(tmp) / "codec_steps", Path(tmp) / "frames.bin"
-        subprocess.run([compiler, "-std=c99", "-O2", "-D_POSIX_C_SOURCE=199309L",
+        flags = ["-U__SSE2__", "-DSIGFUSE_NO_CLMUL"] if portable else []
+        subprocess.run([compiler, "-std=c99", "-O2", "-D_POSIX_C_SOURCE=199309L", *flags,
                         "-I", str(ROOT / "firmware" / "include"), str(ROOT / "benchmarks" / "codec_steps.c"),
                         str(ROOT / "firmware" / "src" / "sigfuse_codec.c"), "-o", str(exe)], check=True)
         data.write_bytes(b"".join(len(f.body).to_bytes(2, "little") + bytes((f.type, f.seq)) + f.body
@@ -171,11 +174,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--c-steps", action="store_true",
                         help="time the C codec's steps alone on the full-frame workload instead "
                              "(best of 10 x --repeats rounds)")
+    parser.add_argument("--portable", action="store_true",
+                        help="with --c-steps: the C's portable fallbacks (no SSE2, no PCLMULQDQ)")
     args = parser.parse_args(argv)
 
     loads = workloads(args.frames, args.seed)
     if args.c_steps:
-        steps = c_steps(loads["full"], 10 * args.repeats)
+        steps = c_steps(loads["full"], 10 * args.repeats, args.portable)
         print("| step, one full frame | ns |\n|---|--:|")
         for name, ns in steps.items():
             print(f"| {name} | {ns:.1f} |")
@@ -183,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
             Path(args.json).write_text(json.dumps({
                 "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "command": " ".join(["benchmarks/codec.py", *(argv if argv is not None else sys.argv[1:])]),
-                "frames": args.frames, "git_commit": _git_commit(), "ns_per_frame": steps}, indent=1) + "\n")
+                "frames": args.frames, "portable": args.portable, "git_commit": _git_commit(),
+                "ns_per_frame": steps}, indent=1) + "\n")
         return 0
     gc.freeze()
     results = {name: measure(frames, args.repeats) for name, frames in loads.items()}
