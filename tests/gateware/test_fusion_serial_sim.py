@@ -213,6 +213,39 @@ def test_long_gaps_and_extreme_durations() -> None:
     assert len(expected.decisions) >= 3 and len(expected.stale) == 1
 
 
+def test_durations_compared_by_halves() -> None:
+    """The engine compares an age with the TTL and the cooldown by 16-bit halves: ages whose
+    upper half is above the bound's and lower half below it (and the other mixes) must come out
+    as the whole comparison does.  The expected decisions below differ if either bound is
+    taken for the lower half's comparison alone."""
+    bound = 0x0001_8000
+    params = FusionParams(vote_ttl_us=bound, cooldown_us=0, min_confidence=0, quorum=0,
+                          weights=(CONF_ONE,) * SOURCE_SLOTS)
+    t0 = 1000
+    t2 = t0 + 0x0002_0000
+    vote_phase = [
+        Signal(t0, 0, 0, 0, CONF_ONE, 10),             # buy
+        Signal(t2, 1, 0, 1, CONF_ONE, 10),             # buy vote 0x20000 old: expired; sell
+        Signal(t2 + bound, 2, 0, 1, CONF_ONE, 10),     # sell vote exactly ttl old: live
+        Signal(t2 + bound + 1, 3, 0, 0, CONF_ONE, 10),  # first sell vote ttl + 1 old: expired
+    ]
+    cooling = FusionParams(vote_ttl_us=DURATION_MAX, cooldown_us=bound, min_confidence=0,
+                           quorum=0, weights=(CONF_ONE,) * SOURCE_SLOTS)
+    t3 = t2 + (1 << 20)
+    cooldown_phase = [
+        Signal(t3, 0, 1, 1, CONF_ONE, 10),             # sell on pair 1: emitted
+        Signal(t3 + 0x0002_0000, 1, 1, 1, CONF_ONE, 10),   # 0x20000 after: not cooling
+        Signal(t3 + 0x0002_0000 + bound - 1, 2, 1, 1, CONF_ONE, 10),   # cooling
+        Signal(t3 + 0x0002_0000 + bound, 3, 1, 1, CONF_ONE, 10),       # exactly: not cooling
+    ]
+    stim = Stimulus(params, [(0, s) for s in vote_phase] + [cooling]
+                    + [(0, s) for s in cooldown_phase])
+    obs, expected = run_serial(stim, label="serial duration halves")
+    sides = [(d.ts_us, int(d.side)) for _, d in expected.decisions]
+    assert sides == [(t0, 0), (t2, 1), (t2 + bound, 1),
+                     (t3, 1), (t3 + 0x0002_0000, 1), (t3 + 0x0002_0000 + bound, 1)], sides
+
+
 def test_reset_after_running_restores_the_power_on_state() -> None:
     """A reset after the engine has run clears the board (votes, emission states, last_ts) and
     restores the reset parameters: afterwards it answers a stream like a fresh engine."""
