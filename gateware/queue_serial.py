@@ -3,7 +3,7 @@
 :class:`~.queue.PriorityQueue` does a push and a pop in every clock and takes 2,117 LUT4s at 32
 entries -- 40 % of the UP5K.  On a board a push or a pop arrives at most every few hundred
 clocks (one per UART frame), so :class:`SerialQueue` spends clocks instead of logic: an
-operation takes up to ``capacity + 13`` clocks (:func:`op_clocks_max`) and the queue fits in
+operation takes up to ``capacity + 14`` clocks (:func:`op_clocks_max`) and the queue fits in
 four block RAMs and a few hundred LUT4s.
 
 Architecture
@@ -55,15 +55,16 @@ operation                  accepted in clock      result valid in clock
 =========================  =====================  ===============================
 pop, queue empty           0                      1 (``popped``, ``empty=1``)
 pop                        0                      7 (``popped``)
-push, not full             5                      8 + m, m <= capacity - 1 entries shifted
+push, not full             5                      9 + m, m <= capacity - 1 entries shifted
                                                   (queue idle again, stats updated)
 push, rejected             5                      12 (``drop``, REJECTED)
-push, evicting             5                      14 + m, m <= capacity - 1 (``drop``, EVICTED)
+push, evicting             5                      15 + m, m <= capacity - 1 (``drop``, EVICTED)
 =========================  =====================  ===============================
 
 (a push: 1 request clock, 5 writing its words, [6 reading the victim's or the rejected words],
-m + 1 shifting and inserting, 1 booking the insert; a pop: 1, then 6 reading the words), so
-:func:`op_clocks_max` = ``capacity + 13`` bounds every operation from the clock it is seen
+1 comparing the first entry, m + 1 shifting and inserting (each clock writes what the one
+before compared), 1 booking the insert; a pop: 1, then 6 reading the words), so
+:func:`op_clocks_max` = ``capacity + 14`` bounds every operation from the clock it is seen
 (and so from its acceptance), when the queue was idle and ``popped`` not stalled then.  A
 request that finds the queue busy waits for the operation in progress (at most
 ``op_clocks_max`` more) and, for a push, for a pop offered at the same time.  The stats
@@ -74,7 +75,8 @@ operation half done.
 Interface and ordering rules (the same ports as :class:`~.queue.PriorityQueue`)
 ------------------------------------------------------------------------------
 * ``push.ready`` and ``pop.ready`` are low while an operation is in progress and while a popped
-  record waits for ``popped.ready`` (the output register serves ``popped`` and ``drop``).
+  record is valid, up to the clock it transfers (the output register serves ``popped`` and
+  ``drop``): the next operation is accepted from the clock after.
 * A push is accepted (``push.ready`` high) in the last of the five clocks that write its
   decision into the RAM; until then the queue reads ``push.payload`` as it stands, which the
   stream rules keep stable while ``valid`` is high and ``ready`` low.  A source that drops
@@ -146,9 +148,9 @@ def op_clocks_max(capacity: int) -> int:
     in which its result is valid: the drop report, the popped record, or for a push that drops
     nothing the queue idle again with its stats updated.  The evicting push into a full queue
     whose new entry goes to the head: the request clock, ``BEATS`` clocks writing its words,
-    ``BEATS + 1`` reading the victim's, ``capacity - 1`` shifts, the insert and the clock
-    that books it."""
-    return 1 + BEATS + (BEATS + 1) + capacity + 1
+    ``BEATS + 1`` reading the victim's, the first comparison, ``capacity - 1`` shifts, the
+    insert and the clock that books it."""
+    return 1 + BEATS + (BEATS + 1) + 1 + capacity + 1
 
 
 class SerialQueue(wiring.Component):
@@ -208,6 +210,11 @@ class SerialQueue(wiring.Component):
 
         count = self.occupancy
         head = Signal(position_bits)
+        # head + count, the first free position, kept rather than added in front of the RAM's
+        # address (21 ns): a pop moves head up and count down, so only an insert changes it.
+        first_free = Signal(position_bits)
+        # count == 0, kept for the same reason (the acceptance's path).
+        empty = Signal(init=1)
         # Not reset: the ring's slots live in RAM, and after a reset the spare must still be
         # the one slot they lack.
         spare = Signal(slot_bits, init=ring, reset_less=True)
@@ -240,36 +247,59 @@ class SerialQueue(wiring.Component):
             with m.If(reading & (beat == k + 1)):
                 m.d.sync += words[k].eq(word)
 
-        output_free = ~self.popped.valid | self.popped.ready
+        # A new operation waits until the last popped record has gone, not for the clock it
+        # goes in: ``popped.ready`` then reaches no state logic (it was 7 LUT levels into the
+        # state register, 43 MHz), and a pop costs one clock more only when its consumer
+        # answers the previous one in the clock it asks.
+        output_free = ~self.popped.valid
         with m.If(self.popped.ready):
             m.d.sync += self.popped.valid.eq(0)
         m.d.sync += self.drop.valid.eq(0)
 
         pushed_words = Cat(self.push.payload.as_value(),
                            Const(0, BEATS * BEAT_BITS - DecisionLayout.size))
-        m.d.comb += [
-            payload_write.addr.eq(row(spare)),
-            order_write.addr.eq(hole),
-        ]
+        m.d.comb += payload_write.addr.eq(row(spare))
 
         with m.Switch(beat):
             for k in range(BEATS):
                 with m.Case(k):
                     m.d.comb += payload_write.data.eq(pushed_words[k * BEAT_BITS:(k + 1) * BEAT_BITS])
 
+        # The shift is two stages: a clock compares the entry read (into `move`), the next
+        # writes it or the new entry, while the clock's own comparison goes on with the
+        # entry below.  Comparing and writing in one clock put the RAM's output, the carry
+        # chain, the multiplexer and the state logic in one path (44 MHz).
+        move = Signal()
+        moving_entry = Signal(entry_layout, reset_less=True)
+        write_pos = Signal(position_bits, reset_less=True)
+        # PUSH_WRITE's evict-or-reject choice too: the tail is in `entry` from its beat 1.
+        tail_greater = Signal()
+        m.d.sync += [
+            tail_greater.eq(greater),
+            # entry = order[read_pos], unless the hole has reached the head.  An entry of
+            # strictly lower priority moves into the hole; anything else stops the shift
+            # and the new entry takes the hole (after every equal priority: FIFO).
+            move.eq((hole != head) & greater),
+            moving_entry.eq(entry),
+            write_pos.eq(hole),
+        ]
+
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += self.pop.ready.eq(output_free)
+                # Read what a pop or else a push would read first, whether or not one starts:
+                # the acceptance (popped.ready, the occupancy) stays out of the RAM's address.
+                m.d.comb += [self.pop.ready.eq(output_free),
+                             read_pos_next.eq(Mux(self.pop.valid, head, first_free))]
+                # Every operation starts at beat 0: cleared whether or not one starts, so the
+                # acceptance drives no enable.
+                m.d.sync += beat.eq(0)
                 with m.If(self.pop.valid & output_free):
-                    with m.If(count == 0):
+                    with m.If(empty):
                         m.d.sync += [self.popped.valid.eq(1), popped_empty.eq(1)]
                     with m.Else():
-                        m.d.comb += read_pos_next.eq(head)
-                        m.d.sync += beat.eq(0)
                         m.next = "POP_READ"
                 with m.Elif(self.push.valid & output_free):
-                    m.d.comb += read_pos_next.eq(head + count)   # the first free position
-                    m.d.sync += [beat.eq(0), new_priority.eq(self.push.payload.priority)]
+                    m.d.sync += new_priority.eq(self.push.payload.priority)
                     m.next = "PUSH_WRITE"
 
             with m.State("POP_READ"):
@@ -278,7 +308,8 @@ class SerialQueue(wiring.Component):
                 m.d.sync += beat.eq(beat + 1)
                 with m.If(beat == BEATS):
                     m.d.sync += [self.popped.valid.eq(1), popped_empty.eq(0),
-                                 head.eq(head + 1), count.eq(count - 1)]
+                                 head.eq(head + 1), count.eq(count - 1),
+                                 empty.eq(count == 1)]
                     m.next = "IDLE"
 
             with m.State("PUSH_WRITE"):
@@ -295,8 +326,8 @@ class SerialQueue(wiring.Component):
                 with m.Elif(beat == BEATS - 1):
                     m.d.sync += beat.eq(0)
                     with m.If(~full):
-                        m.next = "SHIFT"
-                    with m.Elif(greater):
+                        m.next = "SHIFT_FIRST"
+                    with m.Elif(tail_greater):
                         m.next = "EVICT_READ"
                     with m.Else():
                         m.next = "REJECT_READ"
@@ -310,7 +341,7 @@ class SerialQueue(wiring.Component):
                 with m.If(beat == BEATS):
                     m.d.comb += read_pos_next.eq(read_pos - 1)
                     m.d.sync += evicting.eq(1)
-                    m.next = "SHIFT"
+                    m.next = "SHIFT_FIRST"
 
             with m.State("REJECT_READ"):
                 m.d.comb += [self.busy.eq(1), reading.eq(1), payload_read.addr.eq(row(spare))]
@@ -320,16 +351,17 @@ class SerialQueue(wiring.Component):
                                  self.rejected.eq(self.rejected + 1)]
                     m.next = "IDLE"
 
+            with m.State("SHIFT_FIRST"):
+                m.d.comb += [self.busy.eq(1), read_pos_next.eq(read_pos - 1)]
+                m.next = "SHIFT"
+
             with m.State("SHIFT"):
-                # entry = order[read_pos], unless the hole has reached the head.  An entry of
-                # strictly lower priority moves into the hole; anything else stops the shift
-                # and the new entry takes the hole (after every equal priority: FIFO).
-                move = (hole != head) & greater
                 new_entry = Cat(~new_priority, spare)
                 m.d.comb += [
                     self.busy.eq(1),
+                    order_write.addr.eq(write_pos),
                     order_write.en.eq(1),
-                    order_write.data.eq(Mux(move, entry.as_value(), new_entry)),
+                    order_write.data.eq(Mux(move, moving_entry.as_value(), new_entry)),
                 ]
                 # The next entry is read whether or not this one moves: the comparison stays out
                 # of the RAM's address path (after the insert the read is not used).
@@ -346,7 +378,8 @@ class SerialQueue(wiring.Component):
                     m.d.sync += [self.drop.valid.eq(1), drop_reason.eq(DropReason.EVICTED),
                                  self.evicted.eq(self.evicted + 1)]
                 with m.Else():
-                    m.d.sync += count.eq(count + 1)
+                    m.d.sync += [count.eq(count + 1), first_free.eq(first_free + 1),
+                                 empty.eq(0)]
                     # Occupancy grows by one at most: the mark rises when it grows from it.
                     with m.If(count == self.high_water):
                         m.d.sync += self.high_water.eq(count + 1)
