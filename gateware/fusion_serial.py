@@ -79,17 +79,26 @@ Parameters, the re-initialization after a reset (the board, last_ts included, is
 by word) and the stats counters behave as in the pipeline.
 
 Measured for ``SerialFusion(16)`` with ``measure()`` at the end of this file (Yosys
-``synth_ice40 -dsp`` of the engine alone; nextpnr-ice40 ``--up5k --package sg48 --freq 30`` of
+``synth_ice40 -dsp`` of the engine alone; nextpnr-ice40 ``--up5k --package sg48 --freq 48`` of
 the engine in a registered-pin harness, since this nextpnr-ice40 has no out-of-context mode)::
 
     .venv/bin/python -c "from sigfuse.gateware.fusion_serial import measure; print(measure(16))"
 
-    SB_LUT4 1508 (of which ReciprocalDivider 96), SB_CARRY 562, SB_DFF* 901,
-    SB_MAC16 5, SB_RAM40_4K 7; Fmax 30.0 MHz (Yosys 0.69, 2026-11-24; before the engine read
-    the held signal instead of a copy: 1,008 flip-flops, 31.5 MHz, the critical path a params
-    register into the 32-bit TTL comparator's carry chain)
+    SB_LUT4 1569, SB_CARRY 571, SB_DFF* 1010, SB_MAC16 5, SB_RAM40_4K 7; Fmax 48.4 MHz
+    (Yosys 0.69, 2026-11-25, nextpnr's default seed; the critical paths are the divider's step
+    and the age's halves, 20.6 ns, mostly routing)
 
-Where the LUT4 go (by removing one part at a time): 8:1 weight multiplexer ~108, 8:1 boost
+Before the schedule was cut for 48 MHz (78 clocks per signal): 1,508 SB_LUT4, 901 flip-flops,
+30.0 MHz, the critical path the 65-bit age, the TTL comparison and the accumulators' enables
+in one clock.  The cuts, each measured with ``measure()``: the age's halves and liveness a
+stage apart (36.3 MHz), the rounding registered (36.6), the schedule decodes registered
+(37.1), multiplier operands from registers (38.9), rule 5 by upper bits (37.7, placement),
+rules 6-7 a clock early (39.5), counters through enables (39.7), the divider's phases as flags
+(42.9), M selected a clock later (43.8), one-hot operand multiplexers (43.5), the ceiling as
+``(2**35 - 1) / N + 1`` (44.5), non-restoring steps (46.0), the TTL and cooldown comparisons
+by halves (49.2).  They cost ~60 LUT4 and ~110 flip-flops.
+
+Where the LUT4 went then (by removing one part at a time): 8:1 weight multiplexer ~108, 8:1 boost
 multiplexer ~100, the three 32-bit stats counters ~85, the 20x18 multiplier's partial-product
 adders and operand multiplexers ~85, M and X normalization shifts ~58, the TTL comparator ~52,
 the consensus comparator ~36, the cooldown comparator ~32, the divider 96.  The 1,400 target

@@ -95,22 +95,24 @@ Interface and ordering rules (the same ports as :class:`~.queue.PriorityQueue`)
 
 Resources
 ---------
-iCE40UP5K, capacity 32, the queue alone (``synth_ice40``, YoWASP Yosys 0.70) and placed
-inside ``benchmarks/synth_queue.py``'s pin harness (nextpnr, target 48 MHz)::
+iCE40UP5K, capacity 32, the queue alone (``synth_ice40``, YoWASP Yosys 0.69) and placed
+inside ``benchmarks/synth_queue.py``'s pin harness (nextpnr, target 48 MHz), 2026-11-25::
 
-    .venv/bin/python benchmarks/synth_queue.py ice40 --serial
+    .venv/bin/python benchmarks/synth_queue.py ice40 --serial [--seed N]
 
 =====================================  ===========================================================
-queue alone (``synth_ice40``)          391 SB_LUT4, 98 SB_CARRY, 280 FF, 4 SB_RAM40_4K
-placed with the harness (nextpnr)      846 of 5280 LCs (the harness adds ~180 FF and a ~130-LUT
+queue alone (``synth_ice40``)          384 SB_LUT4, 97 SB_CARRY, 315 FF, 4 SB_RAM40_4K
+placed with the harness (nextpnr)      885 of 5280 LCs (the harness adds ~180 FF and a ~130-LUT
                                        XOR tree); 153 of the FFs are the output register, fed by
                                        the RAM with no LUT, so they take an LC each
-Fmax (nextpnr seeds 1 / 2 / 3)         42.2 / 43.0 / 42.1 MHz
+Fmax (nextpnr seeds 1 / 2 / 3)         47.6 / 44.1 / 47.6 MHz
 =====================================  ===========================================================
 
 (:class:`~.queue.PriorityQueue` at 32 entries: 2,117 SB_LUT4, 10 SB_RAM40_4K, ~47 MHz.)  The
-critical path is the order RAM's output, the 16-bit carry chain and two LUTs into its write
-data and the state register.  Where the LUTs go: ~63 the five-way word select of the pushed
+shift's comparison a clock before its write, the first free position and emptiness in
+registers, and acceptance kept out of the RAM's address and the beat counter took it from
+42.1-43.0 MHz (391 SB_LUT4, 280 FF, Yosys 0.70); the critical paths are now the state logic,
+mostly routing.  Where the LUTs go: ~63 the five-way word select of the pushed
 decision, ~64 the two 32-bit drop counters, the rest addressing and control.  ECP5-85F at
 256 entries, Yosys only (``synth_ecp5``): 402 LUT4 (+101 PFUMX, 37 L6MUX21), 67 CCU2C,
 297 FF, 5 DP16KD; op_clocks_max = 269 clocks.
