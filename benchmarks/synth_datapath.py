@@ -42,6 +42,7 @@ from sigfuse.gateware.fusion import verilog_ports
 from sigfuse.gateware.fusion_params import FusionConfigLayout
 from sigfuse.gateware.fusion_serial import SerialFusion
 from sigfuse.gateware.layouts import SignalLayout
+from sigfuse.gateware.pin_harness import xor_fold
 from sigfuse.gateware.queue import queue_signature
 from sigfuse.gateware.queue_serial import SerialQueue
 from sigfuse.toolchain import which_tool
@@ -117,15 +118,10 @@ class SerialDatapathHarness(wiring.Component):
             Cat(dut.signals.valid, dut.config.valid, dut.queue_pop.valid,
                 dut.queue_popped.ready).eq(controls),
         ]
-        level = Cat(dut.stale.payload.as_value(), dut.params.as_value(), dut.stats.as_value(),
-                    dut.queue_popped.payload.as_value(), dut.queue_drop.payload.as_value(),
-                    dut.queue_occupancy, dut.queue_high_water, dut.queue_evicted,
-                    dut.queue_rejected)
-        # Four bits per LUT4 per clock: the harness never limits Fmax.
-        while len(level) > 1:
-            folded = Signal((len(level) + 3) // 4)
-            m.d.sync += [folded[i].eq(level[4 * i:4 * i + 4].xor()) for i in range(len(folded))]
-            level = folded
+        level = xor_fold(m, Cat(dut.stale.payload.as_value(), dut.params.as_value(),
+                                dut.stats.as_value(), dut.queue_popped.payload.as_value(),
+                                dut.queue_drop.payload.as_value(), dut.queue_occupancy,
+                                dut.queue_high_water, dut.queue_evicted, dut.queue_rejected))
         m.d.sync += [self.fold.eq(level),
                      self.status.eq(Cat(dut.signals.ready, dut.stale.valid, dut.queue_pop.ready,
                                         dut.queue_popped.valid, dut.queue_drop.valid,
@@ -164,9 +160,7 @@ def run_serial(seeds: list[int], workdir: Path | None = None) -> dict:
             subprocess.run([which_tool(t["nextpnr"]), *t["device"], "--json", "harness.json",
                             "--freq", str(t["mhz"]), "--seed", str(seed), "--timing-allow-fail",
                             "-l", log], cwd=work, check=True, capture_output=True)
-            fmax = re.findall(r"Max frequency for clock\s+'[^']*':\s+([\d.]+) MHz",
-                              (work / log).read_text())
-            fmax_by_seed[seed] = float(fmax[-1]) if fmax else None
+            fmax_by_seed[seed] = _fmax((work / log).read_text())
     result["fmax_mhz_by_seed"] = fmax_by_seed
     known = [f for f in fmax_by_seed.values() if f]
     result["fmax_mhz"] = min(known) if known else None
@@ -175,6 +169,13 @@ def run_serial(seeds: list[int], workdir: Path | None = None) -> dict:
     return result
 
 _CELL = re.compile(r"^\s+(\d+)\s+(\$?\w+)\s*$", re.M)
+_FMAX = re.compile(r"Max frequency for clock\s+'[^']*':\s+([\d.]+) MHz")
+
+
+def _fmax(log: str) -> float | None:
+    """nextpnr's final Fmax of the (one) clock in ``log``."""
+    found = _FMAX.findall(log)
+    return float(found[-1]) if found else None
 
 
 def _summarize(cells: dict[str, int]) -> dict[str, int]:
@@ -220,8 +221,7 @@ def run_target(name: str, ram_style: str | None) -> dict:
                                   "--timing-allow-fail", "-l", "pnr.log"],
                                  cwd=work, capture_output=True, text=True)
             text = log.read_text() if log.exists() else run.stderr
-            fmax = re.findall(r"Max frequency for clock\s+'[^']*':\s+([\d.]+) MHz", text)
-            result["fmax_mhz"] = float(fmax[-1]) if fmax else None
+            result["fmax_mhz"] = _fmax(text)
             if run.returncode:
                 result["pnr_error"] = [l for l in text.splitlines() if "ERROR" in l][-3:] or text.strip().splitlines()[-3:]
     result["meets_target"] = bool(result["fmax_mhz"] and result["fmax_mhz"] >= t["mhz"])

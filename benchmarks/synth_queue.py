@@ -34,6 +34,7 @@ from amaranth.lib.wiring import In, Out
 
 from sigfuse.gateware.layouts import DecisionLayout
 from sigfuse.gateware.queue import PriorityQueue, verilog_ports
+from sigfuse.gateware.pin_harness import xor_fold
 from sigfuse.gateware.queue_serial import SerialQueue
 from sigfuse.toolchain import which_tool
 
@@ -73,12 +74,7 @@ class QueueHarness(wiring.Component):
         ]
         observed = Cat(queue.popped.payload.as_value(), queue.drop.payload.as_value(),
                        queue.occupancy, queue.high_water, queue.evicted, queue.rejected)
-        # XOR-fold four bits per LUT4 per clock so the harness never limits Fmax.
-        level = observed
-        while len(level) > 1:
-            folded = Signal((len(level) + 3) // 4)
-            m.d.sync += [folded[i].eq(level[4 * i:4 * i + 4].xor()) for i in range(len(folded))]
-            level = folded
+        level = xor_fold(m, observed)
         m.d.sync += [
             self.fold.eq(level),
             self.status.eq(Cat(queue.popped.valid, queue.pop.ready, queue.drop.valid,

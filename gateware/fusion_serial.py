@@ -122,6 +122,7 @@ from .fusion import EmitStateLayout, VoteLayout, fusion_signature, verilog_ports
 from .fusion_params import (PARAM_BITS, RECIP_MANTISSA_BITS, WEIGHT_SUM_BITS, FusionConfigLayout,
                             ParamReadSignature, array_index, config_const)
 from .layouts import SignalLayout
+from .pin_harness import xor_fold
 
 __all__ = ["CLOCKS_PER_SIGNAL", "LATENCY", "STALE_LATENCY", "RECIPROCAL_CLOCKS",
            "ReciprocalDivider", "SerialFusion"]
@@ -160,7 +161,7 @@ _EDGE_SHIFT = _NORM + 16
 _BOOSTED_BITS = _AVERAGE_BITS + PARAM_BITS["boost"] - BOOST_FRAC_BITS
 
 #: The reciprocal: W_A is normalized to N = W_A << (19 - s) (bit 18 set), one shift per clock
-#: for a fixed 18 clocks (s >= 1), then ceil(2**35 / N) comes out of 18 restoring steps.
+#: for a fixed 18 clocks (s >= 1), then ceil(2**35 / N) comes out of 18 division steps.
 _NORM_CLOCKS = _NORM - 1
 _QUOTIENT_BITS = RECIP_MANTISSA_BITS
 #: Clocks from ``start`` to a valid ``mantissa`` (see :class:`ReciprocalDivider`): the load,
@@ -215,8 +216,8 @@ class ReciprocalDivider(wiring.Component):
     ``start`` loads ``weight_sum``.  The next :data:`_NORM_CLOCKS` clocks normalize it to
     N = W_A << (19 - s) (s = bit length of W_A), one left shift per clock while bit 18 is clear;
     ``normalizing`` is high in exactly those clocks, so a user shifts its own operands along
-    (and never needs s).  The next 18 clocks divide 2**35 by N, one restoring step (one quotient
-    bit) per clock, one more rounds up, and from :data:`RECIPROCAL_CLOCKS` clocks after
+    (and never needs s).  The next 18 clocks divide 2**35 - 1 by N, one non-restoring step (one
+    quotient bit) per clock, one more adds 1, and from :data:`RECIPROCAL_CLOCKS` clocks after
     ``start`` on, ``mantissa`` is ``ceil(2**35 / N) = ceil(2**(s + 16) / W_A)``, the contract's
     :func:`reciprocal`.
 
@@ -728,12 +729,9 @@ class _Harness(wiring.Component):
             Cat(fusion.signals.payload.as_value(), fusion.config.payload.as_value()).eq(inputs),
             Cat(fusion.signals.valid, fusion.config.valid, fusion.decisions.ready).eq(controls),
         ]
-        level = Cat(fusion.decisions.payload.as_value(), fusion.stale.payload.as_value(),
-                    fusion.params.as_value(), fusion.stats.as_value())
-        while len(level) > 1:
-            folded = Signal((len(level) + 3) // 4)
-            m.d.sync += [folded[i].eq(level[4 * i:4 * i + 4].xor()) for i in range(len(folded))]
-            level = folded
+        level = xor_fold(m, Cat(fusion.decisions.payload.as_value(),
+                                fusion.stale.payload.as_value(), fusion.params.as_value(),
+                                fusion.stats.as_value()))
         m.d.sync += [self.fold.eq(level),
                      self.status.eq(Cat(fusion.signals.ready, fusion.decisions.valid,
                                         fusion.stale.valid, fusion.refreshing))]
